@@ -1,0 +1,1 @@
+"""Versioned configuration packs (feature, detector, universe, risk) and their ``config_hash``."""

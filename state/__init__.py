@@ -1,0 +1,1 @@
+"""State stores: one ``KeyValueStore`` protocol, memory and rocksdict backends, versioned codecs."""

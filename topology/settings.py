@@ -1,0 +1,68 @@
+"""Runtime settings of the local stack and the clients: ports, directories, Java, heap sizes.
+
+Read from ``ALPHA_*`` environment variables (e.g. ``ALPHA_KAFKA_PORT=29092``). These are *runtime*
+settings: never hashed into ``config_hash`` and never reaching an output payload.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+KAFKA_VERSION = "4.1.1"
+APICURIO_VERSION = "3.0.9"
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack lives and how it listens; every field has an ``ALPHA_`` env var."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHA_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=REPO_ROOT / ".local",
+        description="Root of everything local and git-ignored: artifacts, data, logs, pid files.",
+    )
+    run_dir: Path | None = Field(
+        default=None,
+        description="Data, logs and pid files of the running stack; default <home>/run.",
+    )
+    stack_dir: Path | None = Field(
+        default=None,
+        description="Assembled Kafka and registry artifacts; default <home>/stack.",
+    )
+    host: str = Field(default="127.0.0.1", description="Every service binds here only.")
+    kafka_port: int = Field(default=9092, description="Broker listener (PLAINTEXT).")
+    controller_port: int = Field(default=9093, description="KRaft controller listener.")
+    registry_port: int = Field(default=8081, description="Schema registry HTTP port.")
+    java: str | None = Field(
+        default=None, description="java executable; default $JAVA_HOME/bin/java, then PATH."
+    )
+    kafka_heap_mb: int = Field(default=768, description="Broker JVM heap (-Xmx), MiB.")
+    registry_heap_mb: int = Field(default=384, description="Registry JVM heap (-Xmx), MiB.")
+    start_timeout_s: float = Field(default=90.0, description="Wait this long for readiness.")
+    stop_timeout_s: float = Field(default=30.0, description="SIGTERM grace before SIGKILL.")
+    topic_replication: int = Field(default=1, description="Replication factor of new topics.")
+
+    @property
+    def runtime(self) -> Path:
+        """Directory of data, logs and pid files."""
+        return self.run_dir or self.home / "run"
+
+    @property
+    def artifacts(self) -> Path:
+        """Directory of the assembled Kafka and registry distributions."""
+        return self.stack_dir or self.home / "stack"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` of the broker, for Kafka clients."""
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def registry_url(self) -> str:
+        """Base URL of the registry's Confluent-compatible API."""
+        return f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
