@@ -36,6 +36,16 @@ class SchemaRegistry:
         self.url = url
         self.client = SchemaRegistryClient({"url": url})
 
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.client.close()
+
+    def __enter__(self) -> SchemaRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def register(self, topic: str) -> int:
         """Register the shipped value schema of ``topic``; return its id (idempotent).
 

@@ -1,4 +1,6 @@
-"""The Avro schemas shipped in ``schemas/avro``: one ``<topic>.avsc`` per topic value (DESIGN.md §7).
+"""The Avro schemas shipped in ``schemas/avro``: one ``<topic>.avsc`` per topic value.
+
+See DESIGN.md §7.
 
 The file name is the topic name, and the registry subject is ``<topic>-value`` (Confluent's
 TopicNameStrategy), so a consumer in any language finds the schema from the topic alone.

@@ -67,7 +67,9 @@ class AvroCodec:
         """
         schema_id, payload = unframe(data)
         if schema_id != self.schema_id:
-            raise WireFormatError(f"frame has schema id {schema_id}, codec expects {self.schema_id}")
+            raise WireFormatError(
+                f"frame has schema id {schema_id}, codec expects {self.schema_id}"
+            )
         try:
             record = fastavro.schemaless_reader(io.BytesIO(payload), self._schema, None)
         except (EOFError, ValueError, IndexError, UnicodeDecodeError) as exc:

@@ -1,1 +1,1 @@
-"""The topology: topic and store declarations, Faust agents, the local stack and the ``alpha`` CLI."""
+"""The topology: topic and store declarations, Faust agents, the local stack, the ``alpha`` CLI."""

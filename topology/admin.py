@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
+from confluent_kafka.cimpl import NewTopic
 
 from schemas.errors import AlphaError
 from topology.spec import TOPICS, TopicSpec
@@ -69,7 +71,9 @@ def inspect(admin: AdminClient, specs: tuple[TopicSpec, ...] = TOPICS) -> list[T
 def undeclared(admin: AdminClient, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
     """Return topics on the broker that are not declared (internal ``__*`` ones excluded)."""
     declared = {s.name for s in specs}
-    return sorted(t for t in _partitions_by_topic(admin) if t not in declared and not t.startswith("__"))
+    return sorted(
+        t for t in _partitions_by_topic(admin) if t not in declared and not t.startswith("__")
+    )
 
 
 def create_topics(
@@ -89,7 +93,12 @@ def create_topics(
     missing = [st.spec for st in states if st.status == "missing"]
     if missing:
         new = [
-            NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication, config=s.configs())
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=replication,
+                config=s.configs(),
+            )
             for s in missing
         ]
         futures = admin.create_topics(new, request_timeout=_TIMEOUT_S)
@@ -114,12 +123,17 @@ def _wait_for_leaders(admin: AdminClient, names: set[str]) -> None:
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
         for name in list(pending):
             topic = metadata.topics.get(name)
-            if topic is not None and topic.error is None and topic.partitions and all(
-                p.leader >= 0 and p.error is None for p in topic.partitions.values()
+            if (
+                topic is not None
+                and topic.error is None
+                and topic.partitions
+                and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
             ):
                 pending.discard(name)
         if pending and time.monotonic() > deadline:
-            raise TopicAdminError(f"no partition leader within {_TIMEOUT_S:.0f}s for {sorted(pending)}")
+            raise TopicAdminError(
+                f"no partition leader within {_TIMEOUT_S:.0f}s for {sorted(pending)}"
+            )
         if pending:
             time.sleep(0.1)
 

@@ -110,16 +110,22 @@ def _cmd_topics_create(args: argparse.Namespace, settings: StackSettings) -> int
     from topology.admin import admin_client, create_topics
 
     replication = args.replication or settings.topic_replication
-    states = create_topics(admin_client(args.bootstrap or settings.bootstrap_servers), replication=replication)
+    states = create_topics(
+        admin_client(args.bootstrap or settings.bootstrap_servers), replication=replication
+    )
     for state in states:
         suffix = f": {state.detail} (not changed)" if state.detail else ""
         _say(f"{state.status:<8} {state.spec.name}{suffix}")
     created = sum(s.status == "created" for s in states)
     drift = [s for s in states if s.status == "drift"]
-    _say(f"{created} created, {len(states) - created - len(drift)} already present, {len(drift)} drifted")
+    _say(
+        f"{created} created, {len(states) - created - len(drift)} already present,"
+        f" {len(drift)} drifted"
+    )
     if drift:
         _err.print(
-            "error: drifted topics differ from topology/spec.py; recreate them or bump the topic major"
+            "error: drifted topics differ from topology/spec.py;"
+            " recreate them or bump the topic major"
         )
         return EXIT_DRIFT
     return 0
@@ -163,9 +169,13 @@ def _cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
     _out.rule("1/3  local stack")
     stack.up(_say)
     _out.rule("2/3  topics")
-    states = create_topics(admin_client(settings.bootstrap_servers), replication=settings.topic_replication)
+    states = create_topics(
+        admin_client(settings.bootstrap_servers), replication=settings.topic_replication
+    )
     created = sum(s.status == "created" for s in states)
-    _say(f"{len(states)} declared topics: {created} created, {len(states) - created} already present")
+    _say(
+        f"{len(states)} declared topics: {created} created, {len(states) - created} already present"
+    )
     _out.rule("3/3  smoke: Avro through the registry, transactions, read_committed")
     run_smoke(settings, _say)
     _out.rule()

@@ -50,7 +50,8 @@ def run_smoke(
     """
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:12]
-    codec = SchemaRegistry(settings.registry_url).codec(TOPIC)
+    with SchemaRegistry(settings.registry_url) as registry:
+        codec = registry.codec(TOPIC)
     report(f"registered {TOPIC}-value in the registry: schema id {codec.schema_id}")
     start_offset = _end_offset(settings)
     committed = tuple(range(records))
@@ -63,7 +64,11 @@ def run_smoke(
     )
     seen = _read_back(settings, codec, run_id, start_offset, marker)
     result = SmokeResult(
-        run_id, codec.schema_id, (*committed, marker), aborted, seen,
+        run_id,
+        codec.schema_id,
+        (*committed, marker),
+        aborted,
+        seen,
         int((time.monotonic() - started) * 1000),
     )
     if seen != result.committed:
@@ -158,9 +163,9 @@ def _read_back(
     try:
         while time.monotonic() < deadline:
             for msg in consumer.consume(100, timeout=0.5):
-                if msg.error():
-                    raise SmokeError(f"consumer error: {msg.error().str()}")
-                record = codec.decode(msg.value())
+                if (err := msg.error()) is not None:
+                    raise SmokeError(f"consumer error: {err.str()}")
+                record = codec.decode(msg.value() or b"")
                 if record["run_id"] != run_id:
                     continue
                 seen.append(int(record["seq"]))

@@ -157,7 +157,9 @@ _DECLARED: tuple[TopicSpec, ...] = (
         90 * DAY_MS,
         "kill switch, mode switch, subscribe/unsubscribe commands (spec 004 P0-2)",
     ),
-    _asset("retention.events.v0", "retention and gating decisions (spec 000 §20)", retention_days=90),
+    _asset(
+        "retention.events.v0", "retention and gating decisions (spec 000 §20)", retention_days=90
+    ),
     TopicSpec(
         "ops.smoke.v0",
         Key.CONSTANT,
@@ -174,7 +176,9 @@ def _with_dlqs(specs: tuple[TopicSpec, ...]) -> tuple[TopicSpec, ...]:
     for spec in specs:
         if spec.dlq:
             doc = f"dead letters of {spec.name}: original bytes, error, stage, offset in headers"
-            out.append(TopicSpec(dlq_name(spec.name), spec.key, 1, Cleanup.DELETE, 30 * DAY_MS, doc))
+            out.append(
+                TopicSpec(dlq_name(spec.name), spec.key, 1, Cleanup.DELETE, 30 * DAY_MS, doc)
+            )
     return tuple(out)
 
 
@@ -182,8 +186,9 @@ def validate(specs: tuple[TopicSpec, ...]) -> None:
     """Check the declaration's rules.
 
     Raises:
-        TopologySpecError: A name is malformed or repeated, a partition count is not positive, an
-            ``asset_uid`` topic is not co-partitioned, or a retention contradicts the cleanup policy.
+        TopologySpecError: A name is malformed or repeated, a partition count is not positive,
+            an ``asset_uid`` topic is not co-partitioned, or a retention contradicts the cleanup
+            policy.
     """
     seen: set[str] = set()
     for spec in specs:

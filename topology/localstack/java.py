@@ -44,7 +44,9 @@ def find_java(explicit: str | None = None) -> Java:
         major = _major_version(path)
         if major >= MIN_JAVA:
             return Java(path=path, major=major)
-        raise LocalStackError(f"{path} is Java {major}; Java {MIN_JAVA}+ is needed: {_INSTALL_HINT}")
+        raise LocalStackError(
+            f"{path} is Java {major}; Java {MIN_JAVA}+ is needed: {_INSTALL_HINT}"
+        )
     raise LocalStackError(f"Java {MIN_JAVA} not found: {_INSTALL_HINT}")
 
 

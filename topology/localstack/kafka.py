@@ -7,9 +7,9 @@ Assembled from Maven Central by ``deploy/local/pom.xml`` (``alpha stack fetch``)
 from __future__ import annotations
 
 import base64
-import subprocess
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 from string import Template
 

@@ -72,7 +72,7 @@ class RegistryService:
             APICURIO_STORAGE_SQL_KIND="h2",
             APICURIO_DATASOURCE_URL=f"jdbc:h2:file:{db / 'registry'}",
             APICURIO_DATASOURCE_USERNAME="sa",
-            APICURIO_DATASOURCE_PASSWORD="sa",  # noqa: S105 - a local file database on loopback
+            APICURIO_DATASOURCE_PASSWORD="sa",  # noqa: S106 - a local H2 file on loopback
         )
         argv = [
             java.path,

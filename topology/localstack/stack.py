@@ -142,7 +142,7 @@ class LocalStack:
                 report(f"{service.name}: not running")
 
     def status(self) -> list[ServiceStatus]:
-        """Return the state of every service: ``ready``, ``starting``, ``stopped`` or ``missing``."""
+        """Return each service's state: ``ready``, ``not ready``, ``stopped``, ``not assembled``."""
         rows = []
         for service in self.services:
             pid = service.process.pid()
@@ -181,5 +181,5 @@ class LocalStack:
 def _safe(probe: Callable[[], bool]) -> bool:
     try:
         return probe()
-    except Exception:  # noqa: BLE001 - a probe that fails means "not ready", whatever the cause
+    except Exception:
         return False
