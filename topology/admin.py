@@ -19,6 +19,8 @@ from schemas.errors import AlphaError
 from topology.spec import TOPICS, TopicSpec
 
 _TIMEOUT_S = 30.0
+#: How long a first metadata request may take before the broker counts as unreachable.
+CONNECT_TIMEOUT_S = 10.0
 
 
 class TopicAdminError(AlphaError):
@@ -140,9 +142,11 @@ def _wait_for_leaders(admin: AdminClient, names: set[str]) -> None:
 
 def _partitions_by_topic(admin: AdminClient) -> dict[str, int]:
     try:
-        metadata = admin.list_topics(timeout=_TIMEOUT_S)
+        metadata = admin.list_topics(timeout=CONNECT_TIMEOUT_S)
     except KafkaException as exc:
-        raise TopicAdminError(f"cannot reach the broker: {exc.args[0].str()}") from exc
+        raise TopicAdminError(
+            f"cannot reach the broker within {CONNECT_TIMEOUT_S:.0f}s: {exc.args[0].str()}"
+        ) from exc
     return {name: len(t.partitions) for name, t in metadata.topics.items()}
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -256,7 +257,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handler: Callable[[argparse.Namespace, StackSettings], int] = args.func
     try:
-        return handler(args, StackSettings())
+        settings = StackSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ALPHA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        _err.print(f"alpha: error: invalid setting: {problems}", markup=False)
+        return EXIT_ERROR
+    try:
+        return handler(args, settings)
     except AlphaError as exc:
         if args.debug:
             raise

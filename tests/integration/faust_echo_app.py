@@ -22,7 +22,7 @@ sink = app.topic(os.environ["IT_OUT"], value_serializer="raw")
 
 
 @app.agent(source)
-async def echo(stream):  # type: ignore[no-untyped-def]
+async def echo(stream):
     """Upper-case every value onto the sink topic."""
     async for value in stream:
         await sink.send(value=value.upper())

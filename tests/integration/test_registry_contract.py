@@ -13,7 +13,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 pytestmark = pytest.mark.integration
 
 
-def _schema(*fields: dict) -> Schema:
+def _schema(*fields: dict[str, object]) -> Schema:
     record = {"type": "record", "name": "Probe", "namespace": "alpha.it.v0", "fields": list(fields)}
     return Schema(json.dumps(record), "AVRO")
 

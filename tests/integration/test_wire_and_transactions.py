@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -20,8 +21,10 @@ pytestmark = pytest.mark.integration
 TOPIC = "ops.smoke.v0"
 
 
-def _consume_until(consumer: Consumer, done, timeout_s: float = 30.0) -> list:
-    got: list = []
+def _consume_until(
+    consumer: Consumer, done: Callable[[list[Message]], bool], timeout_s: float = 30.0
+) -> list[Message]:
+    got: list[Message] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not done(got):
         for msg in consumer.consume(100, timeout=0.5):
@@ -67,6 +70,7 @@ def test_avro_record_round_trips_through_the_registry_in_confluent_wire_format(l
         consumer.close()
     assert len(msgs) == 1
     value = msgs[0].value()
+    assert value is not None
     schema_id, _payload = wire.unframe(value)
     assert value[0] == 0
     assert schema_id == codec.schema_id
@@ -107,7 +111,7 @@ def test_aborted_transaction_is_invisible_to_read_committed(local_stack):
             msgs = _consume_until(consumer, lambda got: len(got) >= expected)
         finally:
             consumer.close()
-        return [codec.decode(m.value())["seq"] for m in msgs]
+        return [codec.decode(m.value() or b"")["seq"] for m in msgs]
 
     # read_uncommitted sees both: the aborted record really reached the log...
     assert seqs("read_uncommitted", 2) == [0, 1]

@@ -19,6 +19,10 @@ from pathlib import Path
 
 from schemas.errors import AlphaError
 
+# Processes started by this interpreter: kept so they are reaped (no zombies, no ResourceWarning)
+# while the daemon itself outlives us in its own session.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 class LocalStackError(AlphaError):
     """The local stack cannot be assembled, started, reached or stopped."""
@@ -123,6 +127,7 @@ class ManagedProcess:
                 env=dict(env),
                 start_new_session=True,
             )
+        _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid
 
@@ -167,6 +172,11 @@ class ManagedProcess:
 
 
 def _alive(pid: int) -> bool:
+    if (child := _CHILDREN.get(pid)) is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
     # A zombie (exited, not yet reaped by its parent) counts as dead.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
