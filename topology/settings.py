@@ -46,6 +46,16 @@ class StackSettings(BaseSettings):
     start_timeout_s: float = Field(default=90.0, description="Wait this long for readiness.")
     stop_timeout_s: float = Field(default=30.0, description="SIGTERM grace before SIGKILL.")
     topic_replication: int = Field(default=1, description="Replication factor of new topics.")
+    bootstrap: str | None = Field(
+        default=None,
+        description="Brokers of a cluster not started by us (e.g. kafka-1:9092,kafka-2:9092);"
+        " default the local stack's <host>:<kafka_port>.",
+    )
+    registry: str | None = Field(
+        default=None,
+        description="Confluent-compatible registry URL of a registry not started by us;"
+        " default the local stack's /apis/ccompat/v7 URL.",
+    )
 
     @property
     def runtime(self) -> Path:
@@ -59,10 +69,10 @@ class StackSettings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        """``host:port`` of the broker, for Kafka clients."""
-        return f"{self.host}:{self.kafka_port}"
+        """Brokers for Kafka clients: ``ALPHA_BOOTSTRAP``, else the local broker."""
+        return self.bootstrap or f"{self.host}:{self.kafka_port}"
 
     @property
     def registry_url(self) -> str:
-        """Base URL of the registry's Confluent-compatible API."""
-        return f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
+        """Registry API for clients: ``ALPHA_REGISTRY``, else the local registry's ccompat API."""
+        return self.registry or f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"

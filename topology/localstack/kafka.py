@@ -40,7 +40,7 @@ class KafkaService:
     @property
     def endpoint(self) -> str:
         """Where clients connect."""
-        return self.settings.bootstrap_servers
+        return f"{self.settings.host}:{self.settings.kafka_port}"
 
     @property
     def ports(self) -> tuple[int, ...]:

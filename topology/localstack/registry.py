@@ -38,7 +38,7 @@ class RegistryService:
     @property
     def endpoint(self) -> str:
         """The Confluent-compatible API base URL."""
-        return self.settings.registry_url
+        return f"{self._base}/apis/ccompat/v7"
 
     @property
     def ports(self) -> tuple[int, ...]:
