@@ -47,7 +47,8 @@ def _say(message: str) -> None:
 def _cmd_fetch(args: argparse.Namespace, settings: StackSettings) -> int:
     from topology.localstack.stack import LocalStack
 
-    LocalStack(settings).fetch(_say, force=args.force)
+    with _out.status("resolving artifacts with Maven (first time: a few hundred MB)..."):
+        LocalStack(settings).fetch(_say, force=args.force)
     return 0
 
 

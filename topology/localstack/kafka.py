@@ -16,13 +16,14 @@ from string import Template
 from confluent_kafka.admin import AdminClient
 
 from topology.localstack.java import Java
-from topology.localstack.process import LocalStackError, ManagedProcess, port_in_use, wait_until
+from topology.localstack.process import LocalStackError, port_in_use
+from topology.localstack.service import StackService
 from topology.settings import KAFKA_VERSION, REPO_ROOT, StackSettings
 
 TEMPLATE_DIR = REPO_ROOT / "deploy" / "local" / "kafka"
 
 
-class KafkaService:
+class KafkaService(StackService):
     """Start, stop and probe the local broker.
 
     Args:
@@ -30,11 +31,11 @@ class KafkaService:
     """
 
     name = "kafka"
+    label = f"Kafka {KAFKA_VERSION}"
 
     def __init__(self, settings: StackSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.home = settings.artifacts / f"kafka-{KAFKA_VERSION}"
-        self.process = ManagedProcess(self.name, settings.runtime / self.name)
         self.data_dir = self.process.workdir / "data"
 
     @property
@@ -53,10 +54,7 @@ class KafkaService:
 
     def start(self, java: Java) -> int:
         """Render the config, format storage on first start, start the broker; return its pid."""
-        if not self.assembled():
-            raise LocalStackError(
-                f"Kafka {KAFKA_VERSION} is not assembled in {self.home}: run `alpha stack fetch`"
-            )
+        self.require_assembled(self.home)
         workdir = self.process.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         config = self._render_config(workdir)
@@ -72,18 +70,6 @@ class KafkaService:
         admin = AdminClient({"bootstrap.servers": self.endpoint, "log_level": 0})
         metadata = admin.list_topics(timeout=2)
         return len(metadata.brokers) > 0
-
-    def wait_ready(self, timeout_s: float) -> None:
-        """Block until the broker is ready.
-
-        Raises:
-            LocalStackError: It exited or did not become ready in time.
-        """
-        if not wait_until(self.ready, timeout_s=timeout_s, abort=self.process.exited):
-            raise LocalStackError(
-                f"Kafka did not become ready on {self.endpoint} within {timeout_s:.0f}s;"
-                f" see {self.process.log_file}"
-            )
 
     def _jvm(self, java: Java) -> list[str]:
         return [

@@ -12,7 +12,8 @@ import os
 import httpx
 
 from topology.localstack.java import Java
-from topology.localstack.process import LocalStackError, ManagedProcess, wait_until
+from topology.localstack.process import LocalStackError
+from topology.localstack.service import StackService
 from topology.settings import APICURIO_VERSION, StackSettings
 
 #: Compatibility enforced on every subject unless a subject overrides it (DESIGN.md §7).
@@ -20,7 +21,7 @@ DEFAULT_COMPATIBILITY = "BACKWARD"
 _CCOMPAT_JSON = "application/vnd.schemaregistry.v1+json"
 
 
-class RegistryService:
+class RegistryService(StackService):
     """Start, stop and probe the local Apicurio Registry.
 
     Args:
@@ -28,12 +29,12 @@ class RegistryService:
     """
 
     name = "registry"
+    label = f"Apicurio Registry {APICURIO_VERSION}"
 
     def __init__(self, settings: StackSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.home = settings.artifacts / f"apicurio-{APICURIO_VERSION}"
         self.jar = self.home / f"apicurio-registry-app-{APICURIO_VERSION}-runner.jar"
-        self.process = ManagedProcess(self.name, settings.runtime / self.name)
 
     @property
     def endpoint(self) -> str:
@@ -55,11 +56,7 @@ class RegistryService:
 
     def start(self, java: Java) -> int:
         """Start the registry; return its pid."""
-        if not self.assembled():
-            raise LocalStackError(
-                f"Apicurio Registry {APICURIO_VERSION} is not assembled in {self.home}:"
-                " run `alpha stack fetch`"
-            )
+        self.require_assembled(self.home)
         db = self.process.workdir / "db"
         db.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -92,17 +89,12 @@ class RegistryService:
             return False
         return httpx.get(f"{self.endpoint}/subjects", timeout=2).status_code == httpx.codes.OK
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Block until the registry is ready, then set the global compatibility level.
+    def after_ready(self) -> None:
+        """Set the global compatibility level (idempotent).
 
         Raises:
-            LocalStackError: It exited, did not become ready in time, or refused the config.
+            LocalStackError: The registry refused it.
         """
-        if not wait_until(self.ready, timeout_s=timeout_s, abort=self.process.exited):
-            raise LocalStackError(
-                f"the schema registry did not become ready on {self._base} within"
-                f" {timeout_s:.0f}s; see {self.process.log_file}"
-            )
         reply = httpx.put(
             f"{self.endpoint}/config",
             json={"compatibility": DEFAULT_COMPATIBILITY},

@@ -11,49 +11,16 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from topology.localstack.java import Java, find_java
 from topology.localstack.kafka import KafkaService
-from topology.localstack.process import LocalStackError, ManagedProcess, port_in_use
+from topology.localstack.process import LocalStackError, port_in_use
 from topology.localstack.registry import RegistryService
+from topology.localstack.service import StackService
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, REPO_ROOT, StackSettings
 
 Report = Callable[[str], None]
 POM = REPO_ROOT / "deploy" / "local" / "pom.xml"
-
-
-class Service(Protocol):
-    """What the stack needs of a service."""
-
-    name: str
-    process: ManagedProcess
-
-    @property
-    def endpoint(self) -> str:
-        """Where clients connect."""
-        ...
-
-    @property
-    def ports(self) -> tuple[int, ...]:
-        """Every port the service binds."""
-        ...
-
-    def assembled(self) -> bool:
-        """Return whether its artifacts are in place."""
-        ...
-
-    def start(self, java: Java) -> int:
-        """Start it; return the pid."""
-        ...
-
-    def ready(self) -> bool:
-        """Return whether it serves requests."""
-        ...
-
-    def wait_ready(self, timeout_s: float) -> None:
-        """Block until ready or raise."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +43,7 @@ class LocalStack:
 
     def __init__(self, settings: StackSettings | None = None) -> None:
         self.settings = settings or StackSettings()
-        self.services: tuple[Service, ...] = (
+        self.services: tuple[StackService, ...] = (
             KafkaService(self.settings),
             RegistryService(self.settings),
         )
@@ -157,7 +124,7 @@ class LocalStack:
             )
         return rows
 
-    def service(self, name: str) -> Service:
+    def service(self, name: str) -> StackService:
         """Return the service called ``name``.
 
         Raises:
@@ -169,7 +136,7 @@ class LocalStack:
         names = ", ".join(s.name for s in self.services)
         raise LocalStackError(f"no service {name!r} (services: {names})")
 
-    def _check_ports(self, service: Service) -> None:
+    def _check_ports(self, service: StackService) -> None:
         for port in service.ports:
             if port_in_use(self.settings.host, port):
                 raise LocalStackError(
