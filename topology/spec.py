@@ -46,6 +46,7 @@ class Key(StrEnum):
     TF = "tf"
     CONSTANT = "constant"
     SCOPE = "scope"
+    ALIAS = "alias"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,12 @@ _DECLARED: tuple[TopicSpec, ...] = (
         Cleanup.DELETE,
         30 * DAY_MS,
         "cross-asset market snapshot per minute (spec 002 §6): market -> ClickHouse, detector",
+    ),
+    _compacted(
+        "asset.registry.v0",
+        Key.ALIAS,
+        1,
+        "asset identities and aliases, key venue:kind:symbol:generation (spec 002 §3.2)",
     ),
     _compacted("universe.v0", Key.CONSTANT, 1, "universe and hotlist revisions (spec 002 §7)"),
     _asset(

@@ -96,6 +96,10 @@ class FrameParser:
             message = json.loads(text)
         except ValueError:
             return self._reject("frame is not JSON", "")
+        return self.parse_message(message, ingest_ts)
+
+    def parse_message(self, message: object, ingest_ts: int) -> ParseResult:
+        """Parse an already decoded frame (recorded captures, CSV-rebuilt frames)."""
         if not isinstance(message, dict) or not isinstance(message.get("channel"), str):
             return self._reject("frame has no channel", "")
         channel = message["channel"]
@@ -237,6 +241,16 @@ def _int(value: object, name: str) -> int:
     return value
 
 
+def decimal_text(value: object, name: str) -> str:
+    """Return ``value`` as a finite decimal string, or raise :class:`FrameError`."""
+    return _decimal(value, name)
+
+
+def positive_text(value: object, name: str) -> str:
+    """Return ``value`` as a positive decimal string, or raise :class:`FrameError`."""
+    return _positive(value, name)
+
+
 def _decimal(value: object, name: str) -> str:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         raise FrameError(f"{name} is not a decimal: {value!r}")
@@ -264,15 +278,20 @@ def _opt(value: object, name: str) -> str | None:
 def _level_tuple(level: Any) -> tuple[str, str, int | None] | None:
     if level is None:
         return None
-    return _positive(level["px"], "px"), _decimal(level["sz"], "sz"), _int(level["n"], "n")
+    return _positive(level["px"], "px"), _decimal(level["sz"], "sz"), _count(level)
+
+
+def _count(level: Any) -> int | None:
+    # Order count per level; absent in recordings that kept only price and size.
+    n = level.get("n")
+    return None if n is None else _int(n, "n")
 
 
 def _levels(levels: Any) -> list[dict[str, Any]]:
     if not isinstance(levels, list):
         raise FrameError("book side is not a list")
     return [
-        raw.level(_positive(lv["px"], "px"), _decimal(lv["sz"], "sz"), _int(lv["n"], "n"))
-        for lv in levels
+        raw.level(_positive(lv["px"], "px"), _decimal(lv["sz"], "sz"), _count(lv)) for lv in levels
     ]
 
 

@@ -1,0 +1,227 @@
+"""Replay recorded files into ``md.raw.v0``, deterministically (spec 002 §16, DESIGN.md §4).
+
+Files are read in sorted path order and merged by recorded receive time (ties: file order, then
+line order), so the same files always give the same records in the same order. WebSocket
+frames go through the live parsers (duplicate trades dropped, malformed frames to the DLQ).
+Heartbeats and gap markers are derived from the data's own times, never from the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from connectors.assets import AssetRegistry
+from connectors.binance.ws_parse import BinanceParser
+from connectors.heartbeats import HeartbeatClock
+from connectors.hyperliquid.ws_parse import FrameParser, ParseResult
+from connectors.replay.history import meta_symbols, read_cassette, read_feather, venue_of
+from connectors.replay.readers import (
+    Input,
+    ReplayFormatError,
+    read_frame_capture,
+    read_hl_books_csv,
+    read_hl_prices_csv,
+    read_hl_trades_csv,
+)
+from schemas import raw
+from schemas.raw import RawValue, Source
+
+_IGNORED = {"PROVENANCE.md", "SHA256SUMS", "README.md"}
+SOURCE: Source = "replay"
+
+
+class RawOutput(Protocol):
+    """Where replayed records go: :class:`connectors.raw_sink.RawSink` or a test collector."""
+
+    def send(self, value: RawValue) -> None:
+        """Write one record."""
+
+    def heartbeat(self, stream_ts: int, ingest_ts: int, source: Source) -> None:
+        """Write a heartbeat to every partition."""
+
+    def dead_letter(
+        self, original: bytes, reason: str, stage: str, key: bytes | None = None
+    ) -> None:
+        """Keep a rejected input."""
+
+
+@dataclass
+class ReplayStats:
+    """What a replay did."""
+
+    files: int = 0
+    inputs: int = 0
+    records: Counter[str] = field(default_factory=Counter)
+    heartbeats: int = 0
+    dead_letters: int = 0
+    gaps: int = 0
+    parser: Counter[str] = field(default_factory=Counter)
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Expand directories (recursively) into the data files a replay reads, sorted.
+
+    Raises:
+        ReplayFormatError: A path does not exist.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += [p for p in path.rglob("*") if p.is_file() and p.name not in _IGNORED]
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ReplayFormatError(f"{path}: no such file or directory")
+    return sorted(set(files))
+
+
+def open_inputs(path: Path, registry: AssetRegistry) -> Iterator[Input]:
+    """Return the inputs of one file, chosen by its name.
+
+    ``meta`` cassettes register their symbols in ``registry`` and yield nothing.
+
+    Raises:
+        ReplayFormatError: The file is not a format we read.
+    """
+    name = path.name
+    for prefix, reader in (
+        ("trades_", read_hl_trades_csv),
+        ("prices_", read_hl_prices_csv),
+        ("orderbooks_", read_hl_books_csv),
+    ):
+        if name.startswith(prefix) and name.endswith(".csv"):
+            return reader(path, name.removeprefix(prefix).removesuffix(".csv"))
+    if name.endswith(".gz") or name.endswith(".jsonl"):
+        return read_frame_capture(path, "spot" if "spot" in path.parts else "perp")
+    if name.endswith(".feather"):
+        return read_feather(path, venue_of(path))
+    if name.endswith(".json") and name.startswith("meta"):
+        listed, delisted = meta_symbols(path)
+        registry.sync_listing("hyperliquid", "perp", listed, delisted)
+        return iter(())
+    if name.endswith(".json"):
+        return read_cassette(path)
+    raise ReplayFormatError(f"{path}: not a recorded format we read (see docs/ingest.md)")
+
+
+class Replay:
+    """One replay run over a set of files.
+
+    Args:
+        registry: Resolves symbols to asset ids (registering new ones).
+        gap_ms: A silence longer than this across all inputs is a recorded outage: every asset
+            seen so far gets a gap marker.
+        heartbeat_ms: Heartbeat spacing in stream time.
+    """
+
+    def __init__(
+        self, registry: AssetRegistry, *, gap_ms: int = 10_000, heartbeat_ms: int = 1000
+    ) -> None:
+        self.registry = registry
+        self.gap_ms = gap_ms
+        self.clock = HeartbeatClock(heartbeat_ms)
+        self.parsers: dict[tuple[str, str], FrameParser | BinanceParser] = {}
+        self.stats = ReplayStats()
+        self._last_ingest: int | None = None
+        self._last_seen: dict[int, tuple[str, str, int]] = {}
+
+    def run(
+        self,
+        paths: Iterable[Path],
+        out: RawOutput,
+        *,
+        on_input: Callable[[Input], None] | None = None,
+    ) -> ReplayStats:
+        """Replay ``paths`` into ``out``; ``on_input`` sees each input (pacing, progress)."""
+        files = discover(paths)
+        self.stats.files = len(files)
+        streams = [
+            ((item.ingest_ts, index, seq), item)
+            for index, path in enumerate(files)
+            for seq, item in enumerate(open_inputs(path, self.registry))
+        ]
+        streams.sort(key=lambda s: s[0])
+        for _key, item in streams:
+            if on_input is not None:
+                on_input(item)
+            self._one(item, out)
+        for parser in self.parsers.values():
+            self.stats.parser.update(parser.stats)
+        return self.stats
+
+    def _one(self, item: Input, out: RawOutput) -> None:
+        self.stats.inputs += 1
+        live_feed = item.frame is not None  # histories are sparse by nature: no gap logic
+        if live_feed:
+            last = self._last_ingest
+            if last is not None and item.ingest_ts - last > self.gap_ms:
+                self._mark_gaps(item.ingest_ts, out)
+            self._last_ingest = item.ingest_ts if last is None else max(last, item.ingest_ts)
+        result = self._parse(item)
+        if result.rejected is not None:
+            out.dead_letter(item.origin, result.rejected, f"replay.{item.venue}")
+            self.stats.dead_letters += 1
+            return
+        for value in result.records:
+            out.send(value)
+            self.stats.records[raw.kind_of(value)] += 1
+            if live_feed:
+                self._last_seen[value["asset_uid"]] = (
+                    value["venue"],
+                    value["symbol"],
+                    value["exchange_ts"],
+                )
+            due = self.clock.advance(value["exchange_ts"])
+            if due is not None:
+                out.heartbeat(due, value["ingest_ts"], SOURCE)
+                self.stats.heartbeats += 1
+
+    def _parse(self, item: Input) -> ParseResult:
+        if item.value is not None:
+            value = dict(item.value)
+            value["asset_uid"] = self.registry.resolve(item.venue, item.kind, item.symbol)
+            return ParseResult(records=[value])
+        if item.frame is None or item.venue not in ("hyperliquid", "binance"):
+            return ParseResult(rejected=f"unreadable input in {item.venue} recording")
+        parser = self._parser(item.venue, item.kind)
+        if isinstance(parser, BinanceParser):
+            return parser.parse_message(item.frame, item.ingest_ts, item.symbol)
+        return parser.parse_message(item.frame, item.ingest_ts)
+
+    def _parser(self, venue: str, kind: str) -> FrameParser | BinanceParser:
+        parser = self.parsers.get((venue, kind))
+        if parser is None:
+            resolve = self._resolver(venue, kind)
+            parser = (
+                FrameParser(resolve, SOURCE)
+                if venue == "hyperliquid"
+                else BinanceParser(resolve, SOURCE)
+            )
+            self.parsers[(venue, kind)] = parser
+        return parser
+
+    def _mark_gaps(self, resume_ts: int, out: RawOutput) -> None:
+        for uid, (venue, symbol, last_ts) in sorted(self._last_seen.items()):
+            out.send(
+                raw.gap(
+                    uid,
+                    venue,
+                    symbol,
+                    SOURCE,
+                    since_ts=last_ts,
+                    until_ts=max(resume_ts, last_ts),
+                    ingest_ts=resume_ts,
+                    reason="recorded_gap",
+                )
+            )
+            self.stats.gaps += 1
+
+    def _resolver(self, venue: str, kind: str) -> Callable[[str], int]:
+        def resolve(symbol: str) -> int:
+            return self.registry.resolve(venue, kind, symbol)
+
+        return resolve
