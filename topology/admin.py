@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
 from confluent_kafka.cimpl import NewTopic
 
@@ -117,24 +117,27 @@ def create_topics(
 
 
 def _wait_for_leaders(admin: AdminClient, names: set[str]) -> None:
-    # A new topic answers "not leader" until every partition has one: wait, so the caller can
-    # produce and read offsets at once.
+    # A new topic answers "not leader" for a while after metadata already names a leader: wait
+    # until every partition answers a ListOffsets request, so callers can use it at once.
     deadline = time.monotonic() + _TIMEOUT_S
     pending = set(names)
     while pending:
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
-        for name in list(pending):
+        for name in sorted(pending):
             topic = metadata.topics.get(name)
-            if (
-                topic is not None
-                and topic.error is None
-                and topic.partitions
-                and all(p.leader >= 0 and p.error is None for p in topic.partitions.values())
-            ):
-                pending.discard(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                continue
+            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka
+            request = {TopicPartition(name, p): latest for p in topic.partitions}
+            try:
+                for future in admin.list_offsets(request, request_timeout=5).values():
+                    future.result()
+            except KafkaException:
+                continue
+            pending.discard(name)
         if pending and time.monotonic() > deadline:
             raise TopicAdminError(
-                f"no partition leader within {_TIMEOUT_S:.0f}s for {sorted(pending)}"
+                f"partitions without a serving leader after {_TIMEOUT_S:.0f}s: {sorted(pending)}"
             )
         if pending:
             time.sleep(0.1)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from schemas.errors import AlphaError
 from topology import spec
+from topology.ingest_cli import add_ingest_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
 
 EXIT_ERROR = 1
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo", help="the main job: stack up, create topics, smoke test, summary"
     ).set_defaults(func=_cmd_demo)
+    add_ingest_parser(sub)
     return parser
 
 

@@ -135,8 +135,16 @@ class Replay:
         out: RawOutput,
         *,
         on_input: Callable[[Input], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> ReplayStats:
-        """Replay ``paths`` into ``out``; ``on_input`` sees each input (pacing, progress)."""
+        """Replay ``paths`` into ``out``.
+
+        Args:
+            paths: Files and directories.
+            out: Where records, heartbeats and dead letters go.
+            on_input: Sees each input before it is processed (pacing, progress).
+            on_start: Told the number of inputs once they are read.
+        """
         files = discover(paths)
         self.stats.files = len(files)
         streams = [
@@ -145,6 +153,8 @@ class Replay:
             for seq, item in enumerate(open_inputs(path, self.registry))
         ]
         streams.sort(key=lambda s: s[0])
+        if on_start is not None:
+            on_start(len(streams))
         for _key, item in streams:
             if on_input is not None:
                 on_input(item)

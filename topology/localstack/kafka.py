@@ -104,7 +104,8 @@ class KafkaService(StackService):
 
     def _format(self, java: Java, config: Path) -> None:
         argv = [*self._jvm(java), "kafka.tools.StorageTool", "format"]
-        argv += ["-t", self._cluster_id(), "-c", str(config), "--ignore-formatted"]
+        # "--cluster-id=" form: a base64url id may start with "-", which would read as an option.
+        argv += [f"--cluster-id={self._cluster_id()}", "-c", str(config), "--ignore-formatted"]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if out.returncode != 0:
             detail = (out.stderr or out.stdout).strip().splitlines()[-3:]
