@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource  # not re-exported for type checkers
+from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported for type checkers
 from confluent_kafka.cimpl import NewTopic
 
 from schemas.errors import AlphaError

@@ -113,8 +113,8 @@ class Replay:
 
     Args:
         registry: Resolves symbols to asset ids (registering new ones).
-        gap_ms: A silence longer than this across all inputs is a recorded outage: every asset
-            seen so far gets a gap marker.
+        gap_ms: A silence longer than this across all live-feed inputs of one venue is a
+            recorded outage: every asset of that venue seen so far gets a gap marker.
         heartbeat_ms: Heartbeat spacing in stream time.
     """
 
@@ -126,8 +126,9 @@ class Replay:
         self.clock = HeartbeatClock(heartbeat_ms)
         self.parsers: dict[tuple[str, str], FrameParser | BinanceParser] = {}
         self.stats = ReplayStats()
-        self._last_ingest: int | None = None
-        self._last_seen: dict[int, tuple[str, str, int]] = {}
+        # Per venue: recordings of different venues are separate feeds with their own outages.
+        self._last_ingest: dict[str, int] = {}
+        self._last_seen: dict[str, dict[int, tuple[str, int]]] = {}
 
     def run(
         self,
@@ -167,10 +168,10 @@ class Replay:
         self.stats.inputs += 1
         live_feed = item.frame is not None  # histories are sparse by nature: no gap logic
         if live_feed:
-            last = self._last_ingest
+            last = self._last_ingest.get(item.venue)
             if last is not None and item.ingest_ts - last > self.gap_ms:
-                self._mark_gaps(item.ingest_ts, out)
-            self._last_ingest = item.ingest_ts if last is None else max(last, item.ingest_ts)
+                self._mark_gaps(item.venue, item.ingest_ts, out)
+            self._last_ingest[item.venue] = max(last or item.ingest_ts, item.ingest_ts)
         result = self._parse(item)
         if result.rejected is not None:
             out.dead_letter(item.origin, result.rejected, f"replay.{item.venue}")
@@ -180,11 +181,8 @@ class Replay:
             out.send(value)
             self.stats.records[raw.kind_of(value)] += 1
             if live_feed:
-                self._last_seen[value["asset_uid"]] = (
-                    value["venue"],
-                    value["symbol"],
-                    value["exchange_ts"],
-                )
+                seen = self._last_seen.setdefault(value["venue"], {})
+                seen[value["asset_uid"]] = (value["symbol"], value["exchange_ts"])
             due = self.clock.advance(value["exchange_ts"])
             if due is not None:
                 out.heartbeat(due, value["ingest_ts"], SOURCE)
@@ -214,8 +212,8 @@ class Replay:
             self.parsers[(venue, kind)] = parser
         return parser
 
-    def _mark_gaps(self, resume_ts: int, out: RawOutput) -> None:
-        for uid, (venue, symbol, last_ts) in sorted(self._last_seen.items()):
+    def _mark_gaps(self, venue: str, resume_ts: int, out: RawOutput) -> None:
+        for uid, (symbol, last_ts) in sorted(self._last_seen.get(venue, {}).items()):
             out.send(
                 raw.gap(
                     uid,
