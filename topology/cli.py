@@ -18,6 +18,7 @@ from rich.table import Table
 
 from schemas.errors import AlphaError
 from topology import spec
+from topology.assets_cli import add_assets_parser
 from topology.ingest_cli import add_ingest_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
 
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: stack up, create topics, smoke test, summary"
     ).set_defaults(func=_cmd_demo)
     add_ingest_parser(sub)
+    add_assets_parser(sub)
     return parser
 
 

@@ -79,7 +79,14 @@ def _cmd_hyperliquid(args: argparse.Namespace, settings: StackSettings) -> int:
     hl = HyperliquidSettings(**({"ws_url": args.ws_url} if args.ws_url else {}))
     if args.rest_url:
         hl = hl.model_copy(update={"rest_url": args.rest_url})
-    run_hyperliquid(settings, hl, coins, report=_out.print, max_seconds=args.seconds)
+    run_hyperliquid(
+        settings,
+        hl,
+        coins,
+        report=_out.print,
+        max_seconds=args.seconds,
+        metrics_port=args.metrics_port,
+    )
     return 0
 
 
@@ -112,4 +119,5 @@ def add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     live.add_argument("--ws-url", help="WebSocket URL (default: mainnet)")
     live.add_argument("--rest-url", help="REST info URL (default: mainnet)")
     live.add_argument("--seconds", type=float, help="stop after this long (default: run until ^C)")
+    live.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     live.set_defaults(func=_cmd_hyperliquid)

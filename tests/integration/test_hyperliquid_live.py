@@ -18,6 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from prometheus_client import REGISTRY
 
 from connectors.hyperliquid.live import CHANNELS, HyperliquidConnector, HyperliquidSettings
 from schemas import raw
@@ -81,7 +82,9 @@ def test_recorded_frames_arrive_exactly_once_through_disconnect_and_bad_frames(l
         end_offsets(local_stack, raw.TOPIC),
         end_offsets(local_stack, raw.DLQ_TOPIC),
     )
+    before = _metrics()
     connector = asyncio.run(_run(local_stack, exchange))
+    moved = {k: v - before[k] for k, v in _metrics().items()}
     records = read_between(local_stack, raw.TOPIC, raw_start, end_offsets(local_stack, raw.TOPIC))
     dead = read_between(
         local_stack, raw.DLQ_TOPIC, dlq_start, end_offsets(local_stack, raw.DLQ_TOPIC)
@@ -136,7 +139,26 @@ def test_recorded_frames_arrive_exactly_once_through_disconnect_and_bad_frames(l
     assert len(dead) == len(MALFORMED)
     assert sorted(m.value() or b"" for m in dead) == sorted(f.encode() for f in MALFORMED)
     assert any("not JSON" in r for r in reasons)
+
+    assert moved["disconnects"] == 1
+    assert moved["duplicates"] == connector.parser.stats["duplicate_trades"] > 0
+    assert moved["dlq"] == len(MALFORMED)
+    assert moved["trades"] == 64
     assert any("px" in r for r in reasons)
+
+
+def _metrics() -> dict[str, float]:
+    def get(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    return {
+        "disconnects": get("hl_ws_disconnects_total", {"feed": "hyperliquid"}),
+        "duplicates": get(
+            "alpha_ingest_ticks_total", {"venue": "hyperliquid", "outcome": "duplicate"}
+        ),
+        "trades": get("alpha_ingest_ticks_total", {"venue": "hyperliquid", "outcome": "delivered"}),
+        "dlq": get("alpha_ingest_dlq_total", {"stage": "ingest.hyperliquid.ws"}),
+    }
 
 
 class SlowSink:

@@ -89,3 +89,22 @@ def test_asset_registry_survives_in_its_topic(local_stack):
     assert entry is not None
     assert entry.asset_uid == asset_uid("hyperliquid", "perp", "SOL")
     assert entry.status == "active"
+
+
+def test_assets_cli_lists_and_remaps(local_stack):
+    _replay(local_stack, COLLECTOR / "trades_ETH.csv")
+    listing = alpha(local_stack, "assets", "list")
+    assert listing.returncode == 0, listing.stderr
+    eth = str(asset_uid("hyperliquid", "perp", "ETH"))
+    assert eth in listing.stdout
+    remap = alpha(local_stack, "assets", "remap", "hyperliquid", "perp", "ETH")
+    assert remap.returncode == 0, remap.stderr
+    new = str(asset_uid("hyperliquid", "perp", "ETH", 1))
+    assert f"asset_uid {eth} frozen" in remap.stdout
+    assert new in remap.stdout
+    after = alpha(local_stack, "assets", "list").stdout
+    rows = {line.split()[4]: line.split()[5] for line in after.splitlines()[1:] if "ETH" in line}
+    assert rows == {eth: "remapped", new: "active"}
+    # Later data for ETH now carries the new id.
+    msgs, _ = _replay(local_stack, COLLECTOR / "trades_ETH.csv")
+    assert {m.key() for m in msgs if m.key() is not None} == {new.encode()}
