@@ -144,6 +144,7 @@ def test_recorded_frames_arrive_exactly_once_through_disconnect_and_bad_frames(l
     assert moved["duplicates"] == connector.parser.stats["duplicate_trades"] > 0
     assert moved["dlq"] == len(MALFORMED)
     assert moved["trades"] == 64
+    assert moved["throttled"] == 1  # ...and contexts still arrived (asserted above)
     assert any("px" in r for r in reasons)
 
 
@@ -158,6 +159,7 @@ def _metrics() -> dict[str, float]:
         ),
         "trades": get("alpha_ingest_ticks_total", {"venue": "hyperliquid", "outcome": "delivered"}),
         "dlq": get("alpha_ingest_dlq_total", {"stage": "ingest.hyperliquid.ws"}),
+        "throttled": get("hl_rest_requests_total", {"type": "metaAndAssetCtxs", "outcome": "429"}),
     }
 
 

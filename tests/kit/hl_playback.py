@@ -80,6 +80,7 @@ class PlaybackExchange:
         self.subscriptions: list[list[dict[str, Any]]] = []
         self.pings = 0
         self.total_sent = 0
+        self.throttle_first_ctx = True
         self.done = asyncio.Event()
         self.ws_port = _free_port()
         self.http_port = _free_port()
@@ -155,6 +156,9 @@ class PlaybackExchange:
         meta = json.loads((CASSETTES / "meta_response.json").read_text())
         if kind == "meta":
             return web.json_response(meta)
+        if kind == "metaAndAssetCtxs" and self.throttle_first_ctx:
+            self.throttle_first_ctx = False  # the exchange's rate limiter, once
+            return web.json_response({"error": "rate limited"}, status=429)
         if kind == "metaAndAssetCtxs":
             ctxs = json.loads(CTXS.read_text())["data"]["ctxs"][0][1]
             return web.json_response([meta, ctxs[: len(meta["universe"])]])

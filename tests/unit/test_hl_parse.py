@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -255,3 +257,46 @@ def _resolve_known(coin: str) -> int:
     uid = _resolve(coin)
     assert uid is not None
     return uid
+
+
+class SilentSocket:
+    """A WebSocket on which nothing arrives; records what the client sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def recv(self) -> str:
+        await asyncio.sleep(3600)
+        return ""
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+
+def test_silence_brings_a_ping_then_a_reconnect():
+    settings = HyperliquidSettings(ping_after_s=0.05, dead_after_s=0.2)
+    connector = HyperliquidConnector(
+        settings, ("BTC",), _resolve_known, Collector(), rng=random.Random(1)
+    )
+    ws = SilentSocket()
+
+    async def read() -> None:
+        await connector._read(ws)
+
+    with pytest.raises(TimeoutError, match="reconnecting"):
+        asyncio.run(read())
+    assert ws.sent == ['{"method": "ping"}']
+
+
+def test_subscriptions_are_in_a_fixed_order():
+    settings = HyperliquidSettings()
+    connector = HyperliquidConnector(settings, ("ETH", "BTC", "ETH"), _resolve_known, Collector())
+    ws = SilentSocket()
+    asyncio.run(connector._subscribe(ws))
+    subs = [json.loads(s)["subscription"] for s in ws.sent]
+    assert [(s["coin"], s["type"]) for s in subs] == [
+        (c, ch)
+        for c in ("BTC", "ETH")
+        for ch in ("trades", "bbo", "l2Book", "candle", "activeAssetCtx")
+    ]
+    assert all(s.get("interval") == "1m" for s in subs if s["type"] == "candle")
