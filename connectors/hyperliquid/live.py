@@ -143,15 +143,20 @@ class HyperliquidConnector:
             asyncio.create_task(self.rest.run(stop), name="hl-rest"),
             asyncio.create_task(self._heartbeat_loop(stop), name="hl-heartbeat"),
         ]
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            # The writer only ends by failing (the broker refused a record): stop everything.
+            await asyncio.wait({stopped, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
+            for task in (*tasks, stopped):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.queue.join()
-            writer.cancel()
+            await asyncio.gather(*tasks, stopped, return_exceptions=True)
+            if not writer.done():
+                await self.queue.join()
+                writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+        if not writer.cancelled() and (error := writer.exception()) is not None:
+            raise error
 
     async def drained(self) -> None:
         """Wait until every queued item has reached the output."""

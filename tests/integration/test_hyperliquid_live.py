@@ -12,6 +12,7 @@ import json
 import random
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -21,9 +22,12 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from prometheus_client import REGISTRY
 
 from connectors.hyperliquid.live import CHANNELS, HyperliquidConnector, HyperliquidSettings
+from connectors.raw_sink import SinkError
 from schemas import raw
+from schemas.ids import asset_uid
 from tests.kit.hl_playback import MALFORMED, PlaybackExchange, recorded_frames
 from tests.kit.kafka import end_offsets, read_between
+from tests.unit.test_hl_parse import Collector
 from topology.ingest import ingest_context
 
 pytestmark = pytest.mark.integration
@@ -210,3 +214,31 @@ def test_slow_output_blocks_the_reader_and_loses_nothing(local_stack):
     ]
     assert sorted(trades) == sorted(_expected_trades(frames))
     assert slow[0].sent == sum(1 for v in values if v["asset_uid"])
+
+
+class BrokenOutput(Collector):
+    """An output whose broker refuses everything."""
+
+    def send(self, value: dict[str, Any]) -> None:
+        raise SinkError("delivery failed: broker down")
+
+
+def test_a_failing_output_stops_the_connector_with_its_error():
+    async def scenario() -> None:
+        exchange = PlaybackExchange(
+            recorded_frames(), disconnect_after=5, subscriptions_per_session=5
+        )
+        await exchange.start()
+        settings = HyperliquidSettings(ws_url=exchange.ws_url, rest_url=exchange.rest_url)
+        connector = HyperliquidConnector(settings, ("BTC",), _uid, BrokenOutput())
+        try:
+            await asyncio.wait_for(connector.run(asyncio.Event()), timeout=30)
+        finally:
+            await exchange.stop()
+
+    with pytest.raises(SinkError, match="broker down"):
+        asyncio.run(scenario())
+
+
+def _uid(coin: str) -> int:
+    return asset_uid("hyperliquid", "perp", coin)
