@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import AlphaError
 from schemas.raw import RawValue
 
 #: Columns per side in the WS-derived order book CSVs.
@@ -47,7 +48,7 @@ class Input:
     kind: str = "perp"
 
 
-class ReplayFormatError(ValueError):
+class ReplayFormatError(AlphaError, ValueError):
     """A file is not one of the formats we read."""
 
 

@@ -108,3 +108,18 @@ def test_assets_cli_lists_and_remaps(local_stack):
     # Later data for ETH now carries the new id.
     msgs, _ = _replay(local_stack, COLLECTOR / "trades_ETH.csv")
     assert {m.key() for m in msgs if m.key() is not None} == {new.encode()}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ingest", "replay", "/nowhere/at/all"), "no such file or directory"),
+        (("ingest", "synthetic", "--scenario", "nope", "--minutes", "5"), "unknown scenario"),
+    ],
+)
+def test_bad_ingest_arguments_are_one_line(local_stack, args, message):
+    result = alpha(local_stack, *args)
+    assert result.returncode == 1
+    assert message in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
