@@ -45,7 +45,7 @@ class IngestContext:
 
 @contextmanager
 def ingest_context(settings: StackSettings, **sink_config: object) -> Iterator[IngestContext]:
-    """Open codecs, registry and sink; on a clean exit flush and save new asset identities."""
+    """Open codecs, registry and sink; at the end flush and save new asset identities."""
     with SchemaRegistry(settings.registry_url) as registry:
         raw_codec = registry.codec(raw.TOPIC)
         asset_codec = registry.codec("asset.registry.v0")
@@ -57,9 +57,12 @@ def ingest_context(settings: StackSettings, **sink_config: object) -> Iterator[I
         extra_config=sink_config,
     )
     ctx = IngestContext(settings, raw_codec, asset_codec, assets, sink)
-    yield ctx
-    sink.flush()
-    save_registry(settings.bootstrap_servers, asset_codec, assets)
+    try:
+        yield ctx
+    finally:
+        # Also on ^C or an error: what was produced is delivered, new identities are kept.
+        sink.flush()
+        save_registry(settings.bootstrap_servers, asset_codec, assets)
 
 
 def parse_speed(text: str | None) -> float | None:
