@@ -33,13 +33,17 @@ class Quote:
 
     @property
     def mid(self) -> float | None:
-        """(bid + ask) / 2, or None."""
-        return (self.bid + self.ask) / 2 if self.two_sided else None  # type: ignore[operator]
+        """(bid + ask) / 2, or None unless two-sided."""
+        if self.bid is None or self.ask is None or self.ask < self.bid:
+            return None
+        return (self.bid + self.ask) / 2
 
     @property
     def spread(self) -> float | None:
-        """Ask - bid, or None."""
-        return self.ask - self.bid if self.two_sided else None  # type: ignore[operator]
+        """Ask - bid, or None unless two-sided."""
+        if self.bid is None or self.ask is None or self.ask < self.bid:
+            return None
+        return self.ask - self.bid
 
 
 @dataclass(frozen=True, slots=True)
