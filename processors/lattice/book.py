@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from processors.lattice.kernels import time_weighted_mean
+
 MINUTE_MS = 60_000
 TOP_N = 5
 
@@ -80,16 +82,10 @@ class BookAccumulator:
         """Return the minute's L2 fields."""
         start = self.label_ts - MINUTE_MS
         samples = sorted(self._samples, key=lambda s: s.exchange_ts)
-        weighted = weight = 0.0
-        for i, s in enumerate(samples):
-            end = samples[i + 1].exchange_ts if i + 1 < len(samples) else self.label_ts
-            live = max(0, min(end, self.label_ts) - max(s.exchange_ts, start))
-            if s.obi is not None and live > 0:
-                weighted += s.obi * live
-                weight += live
+        obi = time_weighted_mean([(s.exchange_ts, s.obi) for s in samples], start, self.label_ts)
         depths = [s.quote_depth for s in samples if s.exchange_ts >= start and s.quote_depth > 0]
         return BookBar(
-            obi_top5_mean_m_1=weighted / weight if weight > 0 else None,
+            obi_top5_mean_m_1=obi,
             depth_top5_quote_median_m_1=statistics.median(depths) if depths else None,
             book_updates=self._updates,
             last_sample=samples[-1] if samples else None,

@@ -55,3 +55,22 @@ def ols_slope(values: Sequence[float | None]) -> float | None:
     num = sum((i - mean_x) * (y - mean_y) for i, y in enumerate(ys))
     den = sum((i - mean_x) ** 2 for i in range(n))
     return num / den
+
+
+def time_weighted_mean(
+    samples: Sequence[tuple[int, float | None]], start_ts: int, end_ts: int
+) -> float | None:
+    """Mean of step values over ``[start_ts, end_ts)``, each live until the next sample.
+
+    ``samples`` are ``(exchange_ts, value)`` in time order; a sample before ``start_ts`` (the
+    carried state) covers the window's beginning. Unknown values (None) carry no weight. None if
+    nothing known was live in the window.
+    """
+    weighted = weight = 0.0
+    for i, (ts, value) in enumerate(samples):
+        end = samples[i + 1][0] if i + 1 < len(samples) else end_ts
+        live = max(0, min(end, end_ts) - max(ts, start_ts))
+        if value is not None and live > 0:
+            weighted += value * live
+            weight += live
+    return weighted / weight if weight > 0 else None

@@ -15,6 +15,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+from processors.lattice.kernels import time_weighted_mean
+
 MINUTE_MS = 60_000
 
 
@@ -86,24 +88,15 @@ class QuoteAccumulator:
         last = quotes[-1] if quotes else None
         return QuoteBar(
             mid_close=last.mid if last else None,
-            spread_mean_m_1=self._time_weighted_spread(quotes, start),
+            spread_mean_m_1=time_weighted_mean(
+                [(q.exchange_ts, q.spread) for q in quotes], start, self.label_ts
+            ),
             spread_p95_m_1=self._p95([q.spread for q in quotes if q.spread is not None]),
             rv_m_1=_realized_vol([q.mid for q in quotes if q.mid is not None]),
             quote_updates=self._updates,
             book_staleness_ms=self.label_ts - last.exchange_ts if last else None,
             last_quote=last,
         )
-
-    def _time_weighted_spread(self, quotes: list[Quote], start: int) -> float | None:
-        weighted = weight = 0.0
-        for i, q in enumerate(quotes):
-            begin = max(q.exchange_ts, start)
-            end = quotes[i + 1].exchange_ts if i + 1 < len(quotes) else self.label_ts
-            live = max(0, min(end, self.label_ts) - begin)
-            if q.spread is not None and live > 0:
-                weighted += q.spread * live
-                weight += live
-        return weighted / weight if weight > 0 else None
 
     def _p95(self, spreads: list[float]) -> float | None:
         if len(spreads) < self.min_samples:

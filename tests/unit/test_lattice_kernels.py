@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.lattice.kernels import DAY_MS, atr_proxy, cvd_level, ols_slope, ret
+from processors.lattice.kernels import (
+    DAY_MS,
+    atr_proxy,
+    cvd_level,
+    ols_slope,
+    ret,
+    time_weighted_mean,
+)
 
 MIDNIGHT = 1_756_944_000_000  # 2025-09-04T00:00:00Z
 assert MIDNIGHT % DAY_MS == 0
@@ -48,3 +55,10 @@ def test_slope_hand_computed():
 def test_slope_matches_numpy_polyfit(values):
     expected = np.polyfit(np.arange(len(values)), np.array(values), 1)[0]
     assert ols_slope(values) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+def test_time_weighted_mean_with_carry_and_unknowns():
+    samples = [(-5, 1.0), (15, None), (30, 2.0)]  # 1 for [0,15), unknown [15,30), 2 for [30,60)
+    assert time_weighted_mean(samples, 0, 60) == pytest.approx((1 * 15 + 2 * 30) / 45)
+    assert time_weighted_mean([], 0, 60) is None
+    assert time_weighted_mean([(70, 5.0)], 0, 60) is None  # nothing live in the window
