@@ -33,3 +33,33 @@ def asset_uid(venue: str, kind: str, symbol: str, generation: int = 0) -> int:
 def asset_key(asset_uid_value: int) -> bytes:
     """Return the Kafka record key of an asset: its id as ASCII decimal."""
     return str(asset_uid_value).encode("ascii")
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (the Java client's ``Utils.murmur2``), as an unsigned 32-bit int."""
+    m, r = 0x5BD1E995, 24
+    h = (0x9747B28C ^ len(data)) & 0xFFFFFFFF
+    whole = len(data) & ~3
+    for i in range(0, whole, 4):
+        k = data[i] | data[i + 1] << 8 | data[i + 2] << 16 | data[i + 3] << 24
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    extra = len(data) & 3
+    if extra == 3:
+        h ^= data[whole + 2] << 16
+    if extra >= 2:
+        h ^= data[whole + 1] << 8
+    if extra >= 1:
+        h ^= data[whole]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Return the partition Kafka's default partitioner (librdkafka ``murmur2_random``) picks."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -84,6 +84,40 @@ class TradeAccumulator:
             if self._last is None or ts >= self._last:
                 self._last, self._close = ts, px
 
+    def to_state(self) -> list[Any]:
+        """Return the accumulator's scalars as JSON data (see :meth:`from_state`)."""
+        return [
+            self._open,
+            self._close,
+            self._high,
+            self._low,
+            self._vb,
+            self._vs,
+            self._base,
+            self._count,
+            self._first,
+            self._last,
+        ]
+
+    @classmethod
+    def from_state(cls, data: list[Any]) -> TradeAccumulator:
+        """Rebuild an accumulator from :meth:`to_state` data (it continues identically)."""
+        acc = cls()
+        (
+            acc._open,
+            acc._close,
+            acc._high,
+            acc._low,
+            acc._vb,
+            acc._vs,
+            acc._base,
+            acc._count,
+            acc._first,
+            acc._last,
+        ) = data
+        acc._high, acc._low = float(acc._high), float(acc._low)
+        return acc
+
     def build(self) -> TradeBar:
         """Return the minute's trade fields (prices None without trades)."""
         traded = self._count > 0
