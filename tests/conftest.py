@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kit.stack import IN_CI, alpha, stack_settings, unavailable_reason
+from tests.kit.stack import IN_CI, running_stack, unavailable_reason
 from topology.settings import StackSettings
 
 
@@ -36,15 +36,5 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSetti
             yield settings
         return
     require_stack()
-    settings = stack_settings(tmp_path_factory.mktemp("stack"))
-    up = alpha(settings, "stack", "up")
-    if up.returncode != 0:
-        alpha(settings, "stack", "down")
-        pytest.fail(f"alpha stack up failed:\n{up.stdout}\n{up.stderr}")
-    try:
-        topics = alpha(settings, "topics", "create")
-        assert topics.returncode == 0, topics.stdout + topics.stderr
+    with running_stack(tmp_path_factory.mktemp("stack")) as settings:
         yield settings
-    finally:
-        down = alpha(settings, "stack", "down")
-        assert down.returncode == 0, down.stderr

@@ -21,6 +21,7 @@ from topology import spec
 from topology.assets_cli import add_assets_parser
 from topology.ingest_cli import add_ingest_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
+from topology.worker_cli import add_worker_parser
 
 EXIT_ERROR = 1
 EXIT_DRIFT = 3
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=_cmd_demo)
     add_ingest_parser(sub)
     add_assets_parser(sub)
+    add_worker_parser(sub)
     return parser
 
 

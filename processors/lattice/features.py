@@ -6,6 +6,23 @@ context, DQ) — for 1m from a :class:`MinuteBar`, for 15m/1h by folding the con
 history into the Appendix A row (§4 baselines and normalisation, §5.6 flags, §8 DQ), returning
 the baseline and sketch states the row implies; the caller decides whether to keep them (only a
 final row moves baselines, and only when its ``dq_status`` is ok).
+
+Choices where the spec leaves room (spec 002 §5, §8, Appendix A):
+
+- A minute without trades takes open/high/low/close from the BBO mids stamped in it (§5.1) and is
+  ``partial`` (``no_trades``); without trades and BBO updates it is ``stale`` (``no_data``).
+- L2 is *stale* for a minute with no book snapshot stamped in it: ``obi_top5_mean_m_1`` and
+  ``depth_top5_quote_median_m_1`` are NULL and the row is ``partial`` (``l2_missing``, §5.5, §8.1).
+- Price sanity (§8.6): open or close outside ``[low, high]`` makes a row ``stale``
+  (``integrity``); trade-built bars pass by construction, a bad candle does not.
+- A candle bootstrap minute (§16.1) has the candle's OHLC, ``mid_close = close``, quote volume
+  ``v * (h + l + c) / 3`` split evenly between buys and sells (so ``cvd_delta`` is 0), and its DQ
+  judged on the candle alone.
+- Cheap flags (§5.6, A.7) are NULL while their z is NULL (warm-up) and False when a gate holds
+  them: ``dq_status != ok`` for every flag, the illiquidity guard (§8.3) for the spike flags, and
+  ``trade_count < flags.min_trade_count`` for the volume spike (B.1). OI spikes take their
+  direction from ``oi_roc_m_5``: up needs ``z >= z_oi_roc``, down ``z <= -z_oi_roc``, both
+  ``|oi_roc_m_5| >= min_abs_oi_roc`` (B.1 writes one threshold for both subtypes).
 """
 
 from __future__ import annotations
@@ -68,7 +85,9 @@ def summarize_minute(bar: MinuteBar, previous: Summary | None, pack: FeaturePack
     dlog = None
     if mid is not None and prev_mid is not None and mid > 0 and prev_mid > 0:
         dlog = math.log(mid / prev_mid)
-    l2_fresh = pack.micro.l2_enabled and b.last_sample is not None
+    if o is None and bar.mid_ohlc is not None:
+        o, h, lo, cl = bar.mid_ohlc  # §5.1: no trades -> mids of the minute's BBO updates
+    l2_fresh = pack.micro.l2_enabled and b.book_updates > 0
     return {
         "label": bar.label_ts,
         "open": o,
@@ -90,7 +109,7 @@ def summarize_minute(bar: MinuteBar, previous: Summary | None, pack: FeaturePack
         "spreads": [] if spread_mean is None else [spread_mean],
         "obi": b.obi_top5_mean_m_1 if l2_fresh else None,
         "depth": b.depth_top5_quote_median_m_1 if l2_fresh else None,
-        "l2_seen": b.last_sample is not None,
+        "l2_seen": b.book_updates > 0,
         "oi_open": c.oi_open,
         "oi_close": c.oi_close,
         "oi_min": c.oi_min,
@@ -114,7 +133,7 @@ def summarize_minute(bar: MinuteBar, previous: Summary | None, pack: FeaturePack
 
 def fold(tf: str, parts: Sequence[Summary]) -> Summary:
     """Fold contiguous constituent summaries (oldest first) into one ``tf`` summary (§15.2)."""
-    traded = [p for p in parts if p["count"] > 0 or p["candle_only"]]
+    traded = [p for p in parts if p["open"] is not None]
     highs = [p["high"] for p in traded if p["high"] is not None]
     lows = [p["low"] for p in traded if p["low"] is not None]
     sums = dict.fromkeys(("v_buy", "v_sell", "v_total", "v_base", "cvd_delta", "basis_sum"), 0.0)
@@ -201,7 +220,7 @@ def _dq_minute(s: Summary, pack: FeaturePack) -> tuple[list[str], list[str]]:
     ois = s["oi_staleness_ms"]
     if ois is None or ois > dq.oi_stale_ms:
         partial.append("oi_stale")
-    if pack.micro.l2_enabled and not s["l2_seen"]:
+    if pack.micro.l2_enabled and not s["l2_seen"]:  # no snapshot stamped in the minute
         partial.append("l2_missing")
     skew = abs(s["skew"]) if s["skew"] is not None else 0
     if skew > dq.clock_skew_stale_ms:
@@ -227,6 +246,9 @@ def _dq(
             (stale if folded == "stale" else partial).append("constituents")
     elif not s["candle_only"]:
         stale, partial = _dq_minute(s, pack)
+    o, h, lo, c = s["open"], s["high"], s["low"], s["close"]
+    if None not in (o, h, lo, c) and not (lo <= o <= h and lo <= c <= h):
+        stale.append("integrity")
     if gap:
         stale.append("gap")
     r1 = r.get("ret_m_1")
@@ -239,11 +261,20 @@ def _dq(
     return "ok", []
 
 
-def raw_features(tf: str, s: Summary, history: Sequence[Summary]) -> dict[str, Any]:
+def raw_features(
+    tf: str,
+    s: Summary,
+    history: Sequence[Summary],
+    *,
+    oi_window_m: int = 5,
+    basis_window_m: int = 5,
+) -> dict[str, Any]:
     """Appendix A raw columns of a bar from its summary and the tf's earlier summaries.
 
     ``history`` holds the asset's previous summaries of this tf, oldest first; a lookback uses
-    the summary whose label is exactly the required distance back, else NULL.
+    the summary whose label is exactly the required distance back, else NULL. At 1m,
+    ``oi_delta_m_5`` looks ``oi_window_m`` bars back and ``basis_bp_m_5`` pools the samples of the
+    last ``basis_window_m`` bars; at 15m/1h they use one bar back and the bar's own samples.
     """
     step = TF_MS[tf]
     by_label = {h["label"]: h for h in history}
@@ -254,11 +285,11 @@ def raw_features(tf: str, s: Summary, history: Sequence[Summary]) -> dict[str, A
         return None if h is None else h[field]
 
     r1 = ret(s["mid_close"], back(1, "mid_close"))
-    oi_lag = 5 if tf == "1m" else 1
+    oi_lag = oi_window_m if tf == "1m" else 1
     oi_then = back(oi_lag, "oi_close")
     oi_delta = None if s["oi_close"] is None or oi_then is None else s["oi_close"] - oi_then
     if tf == "1m":
-        window = [by_label.get(label - i * step) for i in range(4, 0, -1)] + [s]
+        window = [by_label.get(label - i * step) for i in range(basis_window_m - 1, 0, -1)] + [s]
         known = [w for w in window if w is not None]
         b_sum = sum(w["basis_sum"] for w in known)
         b_n = sum(w["basis_n"] for w in known)
@@ -347,7 +378,9 @@ def finish(
         ``(columns, baselines after, sketches after, finished summary)``; the summary carries
         ``dq`` and ``cvd_level`` for the next bars and rollups.
     """
-    raw = raw_features(tf, s, history)
+    raw = raw_features(
+        tf, s, history, oi_window_m=pack.oi_window_m, basis_window_m=pack.basis_window_m
+    )
     level, slope = cvd_of(tf, s, history, pack.cvd_slope_bars)
     raw["cvd_level"], raw["cvd_slope_m_5"] = level, slope
     status, reasons = _dq(tf, s, raw, gap, pack)
@@ -390,7 +423,7 @@ def finish(
             if conf is not None and cols.get("q_confidence") != "low":
                 cols["q_confidence"] = conf
     cols.setdefault("q_confidence", None)
-    flags, illiquid = _flags(raw, cols, pack)
+    flags, illiquid = _flags(raw, cols, pack, ok=status == "ok")
     finished = dict(s, dq=status, cvd_level=level)
     row = {
         **raw,
@@ -410,9 +443,12 @@ def finish(
 
 
 def _flags(
-    raw: Mapping[str, Any], z: Mapping[str, Any], pack: FeaturePack
+    raw: Mapping[str, Any], z: Mapping[str, Any], pack: FeaturePack, *, ok: bool
 ) -> tuple[dict[str, bool | None], bool]:
-    """Cheap flags (§5.6) behind the illiquidity guard (§8.3, D.6)."""
+    """Cheap flags (§5.6, A.7) behind the DQ gate and the illiquidity guard (§8.3, D.6).
+
+    NULL where the flag's z is NULL; False where a gate holds it (see the module docstring).
+    """
     f, ill = pack.flags, pack.illiquidity
     v_mu, s_mu = z.get("b_mean_vol"), z.get("b_mean_spread")
     v_min = (
@@ -424,35 +460,37 @@ def _flags(
     illiquid = raw["v_total_m_1"] < v_min or (
         spread is not None and s_mu is not None and spread > ill.spread_cap_mult * s_mu
     )
+    r1, roc = raw["ret_m_1"], raw["oi_roc_m_5"]
+    z_vol, z_ret, z_oi, z_spread = (
+        z.get(c) for c in ("z_vol_m_1", "z_ret_abs_m_1", "z_oi_roc_m_5", "z_spread_m_1")
+    )
+    oi_big = roc is not None and abs(roc) >= f.min_abs_oi_roc
 
-    def above(col: str, threshold: float) -> bool | None:
-        value = z.get(col)
-        return None if value is None else value >= threshold
-
-    vol = above("z_vol_m_1", f.z_vol)
-    price = above("z_ret_abs_m_1", f.z_ret_abs)
-    r1 = raw["ret_m_1"]
-    oi_z = above("z_oi_roc_m_5", f.z_oi_roc)
-    roc = raw["oi_roc_m_5"]
-    oi_big = oi_z if oi_z is None or roc is None else (oi_z and abs(roc) >= f.min_abs_oi_roc)
-
-    def gated(flag: bool | None) -> bool | None:
-        return None if flag is None else (flag and not illiquid)
+    def flag(value: float | None, test: bool, *, spike: bool = True) -> bool | None:
+        if value is None:
+            return None
+        return test and ok and not (spike and illiquid)
 
     return {
-        "is_vol_spike_m_1": gated(vol),
-        "is_price_spike_up_m_1": gated(
-            None if price is None else price and r1 is not None and r1 > 0
+        "is_vol_spike_m_1": flag(
+            z_vol,
+            z_vol is not None and z_vol >= f.z_vol and raw["trade_count_m_1"] >= f.min_trade_count,
         ),
-        "is_price_spike_down_m_1": gated(
-            None if price is None else price and r1 is not None and r1 < 0
+        "is_price_spike_up_m_1": flag(
+            z_ret, z_ret is not None and z_ret >= f.z_ret_abs and r1 is not None and r1 > 0
         ),
-        "is_oi_spike_up_m_5": gated(
-            None if oi_big is None else oi_big and roc is not None and roc > 0
+        "is_price_spike_down_m_1": flag(
+            z_ret, z_ret is not None and z_ret >= f.z_ret_abs and r1 is not None and r1 < 0
         ),
-        "is_oi_spike_down_m_5": gated(
-            None if oi_big is None else oi_big and roc is not None and roc < 0
+        "is_oi_spike_up_m_5": flag(
+            z_oi, z_oi is not None and z_oi >= f.z_oi_roc and oi_big and roc is not None and roc > 0
         ),
-        "is_spread_stress_m_1": above("z_spread_m_1", f.z_spread),
-        "is_liq_cluster_m_5": None,
+        "is_oi_spike_down_m_5": flag(
+            z_oi,
+            z_oi is not None and z_oi <= -f.z_oi_roc and oi_big and roc is not None and roc < 0,
+        ),
+        "is_spread_stress_m_1": flag(
+            z_spread, z_spread is not None and z_spread >= f.z_spread, spike=False
+        ),
+        "is_liq_cluster_m_5": None,  # no liquidation feed: liq_count_m_5 is NULL
     }, illiquid

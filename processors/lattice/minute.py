@@ -4,6 +4,11 @@ A :class:`MinuteAcc` holds what the minute's records left: the trade accumulator
 BBO and book samples, the context samples, and the DQ tallies. It is JSON-serialisable, so the
 worker's state store holds it between records and a restarted worker continues bit-identically.
 :func:`build_bar` turns it into a :class:`MinuteBar` with the tested accumulators of this package.
+
+Choices made here: ``mid_s_30`` is the mid live at ``label - 30 s``, i.e. of the last quote
+stamped at or before that instant (a quote is live from its own timestamp, as in the
+time-weighted spread); ``mid_ohlc`` is the open/high/low/close of the two-sided BBO mids stamped
+inside the minute (the carried quote excluded), the §5.1 fallback for a minute without trades.
 """
 
 from __future__ import annotations
@@ -174,6 +179,7 @@ class MinuteBar:
     book: BookBar
     ctx: ContextBar
     mid_s_30: float | None
+    mid_ohlc: tuple[float, float, float, float] | None
     candle: dict[str, Any] | None
     records: int
     dropped: int
@@ -199,13 +205,13 @@ def build_bar(
     for ts, body in sorted(acc.ctx, key=lambda c: c[0]):
         ctx.update(int(ts), body)
     cbar = ctx.build()
+    in_minute = [Quote(int(ts), b, a) for ts, b, a in sorted(acc.quotes, key=lambda q: q[0])]
     # mid 30 s before the close: the last quote live at label - 30 s (the carry counts).
     half = label - 30_000
-    live = [q for q in ([carry.quote] if carry.quote else []) if q.exchange_ts < half]
-    live += [
-        Quote(int(ts), b, a) for ts, b, a in sorted(acc.quotes, key=lambda q: q[0]) if ts < half
-    ]
+    live = [q for q in ([carry.quote] if carry.quote else []) if q.exchange_ts <= half]
+    live += [q for q in in_minute if q.exchange_ts <= half]
     mid_s_30 = live[-1].mid if live else None
+    mids = [q.mid for q in in_minute if q.mid is not None]
     source = "none"
     if acc.sources:
         source = sorted(Counter(acc.sources).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
@@ -216,6 +222,7 @@ def build_bar(
         book=bbar,
         ctx=cbar,
         mid_s_30=mid_s_30,
+        mid_ohlc=(mids[0], max(mids), min(mids), mids[-1]) if mids else None,
         candle=acc.candle,
         records=acc.records,
         dropped=acc.dropped,

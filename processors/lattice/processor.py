@@ -3,10 +3,15 @@
 ``LatticeProcessor.step(partition, record)`` is the whole stage (STYLE.md: processor tier): it
 routes each piece of the record to its asset-minute (open, amend or late by the partition's
 stream-time clock), advances the clock, and on every seal builds the rows of every asset of the
-partition. State lives in four stores (``state.names``) behind a write-back cache: ``flush()``
-encodes what changed since the last flush, so a Faust worker writes once per commit and the
-test driver once per record — the same bytes either way, and a processor rebuilt from the
-stores continues identically.
+partition. Every record but a gap marker advances the clock; a gap marker marks the minutes it
+overlaps that are not final yet ``stale`` (§8.5). Late ticks are reported on the asset's next
+1m row (its close row, or the revision of the minute closed last). An asset joins the
+partition's seals at the first close after its first record.
+
+State lives in four stores (``state.names``) behind a write-back cache: ``flush()`` encodes what
+changed since the last flush, so a Faust worker writes once per commit and the test driver once
+per record — the same bytes either way, and a processor rebuilt from the stores continues
+identically.
 
 A record that is not valid raises :class:`BadRecord` before anything changes (the agent sends
 it to ``lattice.dlq``); anything else that raises is a bug and must stop the worker, whose state
@@ -219,9 +224,15 @@ class LatticeProcessor:
         clock = ClockState(*part["clock"])
         if kind != "heartbeat":
             self._apply(partition, part, clock, kind, record)
+        stream_ts = int(record["exchange_ts"])
+        if kind == "gap" and clock.watermark >= 0:
+            # A gap marker reports the past (its exchange_ts is the resume time): moving stream
+            # time with it would seal the outage minutes of the partition's other assets before
+            # their own markers, queued right behind it, could mark them.
+            stream_ts = clock.watermark
         new_clock, seals = advance(
             clock,
-            int(record["exchange_ts"]),
+            stream_ts,
             lateness_ms=self.pack.lattice.lateness_ms,
             grace_ms=self.pack.lattice.grace_ms,
         )
@@ -252,7 +263,7 @@ class LatticeProcessor:
             asset = {
                 "uid": uid, "venue": str(record["venue"]), "symbol": str(record["symbol"]),
                 "minutes": {}, "carry": Carry().to_json(), "hist": {"1m": [], "15m": [], "1h": []},
-                "amended": [], "late": 0, "gaps": [],
+                "amended": [], "late": 0, "late_close": 0, "gaps": [], "last_close": 0,
             }  # fmt: skip
             part["assets"] = sorted({*part["assets"], uid})
         ts = int(record["exchange_ts"])
@@ -352,18 +363,29 @@ class LatticeProcessor:
         self, partition: int, asset: dict[str, Any], seal: Seal, label: int, ingest_ts: int
     ) -> list[Output]:
         uid = asset["uid"]
+        fresh = asset.get("last_close", label) < label and str(label) not in asset["minutes"]
+        if seal is Seal.FINAL and fresh:
+            # The asset appeared after this minute closed and brought no data for it: it has no
+            # row for the minute, so the minute is not part of its history either.
+            return []
         if seal is Seal.CLOSE:
+            asset["last_close"] = label
+            # Late ticks counted since the last close are reported on this row; a revision of
+            # it at final reports them again, with those counted since (one count per tick in
+            # the upserted table).
             row = self._build_1m(asset, label)[0]
+            late, asset["late_close"], asset["late"] = asset["late"], asset["late"], 0
             return [
-                self._row(asset, "1m", label, row, revision=0, final=False, ingest_ts=ingest_ts)
+                self._row(asset, "1m", label, row, 0, final=False, ingest_ts=ingest_ts, late=late)
             ]
         row, new_base, new_sketch, finished, carry = self._build_1m(asset, label)
         out: list[Output] = []
         if label in asset["amended"]:
+            late = asset.get("late_close", 0) + asset["late"]
+            asset["late"] = 0
             out.append(
-                self._row(asset, "1m", label, row, revision=1, final=True, ingest_ts=ingest_ts)
+                self._row(asset, "1m", label, row, 1, final=True, ingest_ts=ingest_ts, late=late)
             )
-        asset["late"] = 0
         self._keep_baselines(uid, "1m", new_base, new_sketch)
         asset["minutes"].pop(str(label), None)
         asset["amended"] = [a for a in asset["amended"] if a != label]
@@ -385,14 +407,17 @@ class LatticeProcessor:
             self._keep_baselines(uid, tf, tbase, tsketch)
             self._push(asset, tf, tfinished)
             out.append(
-                self._row(asset, tf, label, trow, revision=0, final=True, ingest_ts=ingest_ts)
+                self._row(asset, tf, label, trow, 0, final=True, ingest_ts=ingest_ts, late=0)
             )
         return out
 
     def _push(self, asset: dict[str, Any], tf: str, summary: dict[str, Any]) -> None:
         hist = asset["hist"][tf]
         hist.append(summary)
-        del hist[: max(0, len(hist) - HISTORY[tf])]
+        p = self.pack  # keep every lookback the pack's windows need (ret_m_15 at least)
+        windows = (p.oi_window_m, p.basis_window_m) if tf == "1m" else ()
+        keep = max(HISTORY[tf], p.cvd_slope_bars, *windows)
+        del hist[: max(0, len(hist) - keep)]
 
     def _baselines(self, uid: int) -> dict[str, Any]:
         value: dict[str, Any] = self._get("base", b"b:%d" % uid) or {}
@@ -421,10 +446,11 @@ class LatticeProcessor:
         tf: str,
         label: int,
         cols: dict[str, Any],
-        *,
         revision: int,
+        *,
         final: bool,
         ingest_ts: int,
+        late: int,
     ) -> Output:
         value = {
             "asset_uid": asset["uid"], "venue": asset["venue"], "symbol": asset["symbol"],
@@ -432,7 +458,7 @@ class LatticeProcessor:
             "ingest_ts": ingest_ts, "feature_pack": self.pack.feature_pack,
             "pack_rev": self.pack.pack_rev, "config_hash": self.config_hash,
             "is_in_universe": None, "is_hot": None, "universe_rev": None,
-            "ingest_lag_ms": ingest_ts - label, "late_ticks": asset["late"], "rs_score_m_5": None,
+            "ingest_lag_ms": ingest_ts - label, "late_ticks": late, "rs_score_m_5": None,
             "extras": {}, **cols,
         }  # fmt: skip
         return Output(LATTICE_TOPIC, str(asset["uid"]).encode(), -1, value)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from topology.settings import REPO_ROOT, StackSettings
@@ -91,3 +93,20 @@ def processes_with_marker(fragment: str) -> list[int]:
         if fragment.encode() in cmdline and b"-Dalpha.stack=" in cmdline:
             found.append(int(proc.name))
     return found
+
+
+@contextlib.contextmanager
+def running_stack(home: Path) -> Iterator[StackSettings]:
+    """Start a private stack under ``home`` (free ports) with every topic; stop it at the end."""
+    settings = stack_settings(home)
+    up = alpha(settings, "stack", "up")
+    if up.returncode != 0:
+        alpha(settings, "stack", "down")
+        raise AssertionError(f"alpha stack up failed:\n{up.stdout}\n{up.stderr}")
+    try:
+        topics = alpha(settings, "topics", "create")
+        assert topics.returncode == 0, topics.stdout + topics.stderr
+        yield settings
+    finally:
+        down = alpha(settings, "stack", "down")
+        assert down.returncode == 0, down.stderr
