@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from faust.stores.rocksdb import RocksDBOptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,12 +17,37 @@ from state.memory import MemoryStore
 from state.names import STORES, check_name
 from state.rocks import RocksStore
 from state.store import KeyValueStore
+from topology.faust_eos import TableStore
 
 NAME = "lattice.baselines.v1"
 Factory = Callable[[Path], KeyValueStore]
+
+
+class _FaustTable:
+    """What TableStore uses of a Faust table: its name and its per-partition RocksDB, opened
+    with Faust's own options (rocksdict, raw mode). The Faust worker path itself is proven by
+    tests/integration/test_lattice_worker.py."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = NAME
+        self.data = self
+        self._db = RocksDBOptions(use_rocksdict=True).open(path / "faust-table-3.db")
+
+    def _db_for_partition(self, partition: int) -> Any:
+        assert partition == 3
+        return self._db
+
+
+def _faust_table_store(d: Path) -> KeyValueStore:
+    store = TableStore(_FaustTable(d), 3)
+    typed: KeyValueStore = store
+    return typed
+
+
 BACKENDS: dict[str, Factory] = {
     "memory": lambda _d: MemoryStore(NAME),
     "rocksdb": lambda d: RocksStore(d, NAME),
+    "faust-table": _faust_table_store,
 }
 
 
@@ -69,7 +96,7 @@ def test_backends_agree(tmp_path_factory, pairs):
         for s in stores:
             s.apply(dict(pairs))
         scans = [list(s.scan()) for s in stores]
-        assert scans[0] == scans[1] == sorted(pairs.items())
+        assert all(scan == sorted(pairs.items()) for scan in scans)
     finally:
         for s in stores:
             s.close()
@@ -121,3 +148,12 @@ def test_store_names_are_pinned():
         check_name("Baselines")
     with pytest.raises(StateError, match="not declared"):
         check_name("lattice.other.v1")
+
+
+def test_faust_table_store_queues_its_changelog(tmp_path):
+    store = TableStore(_FaustTable(tmp_path), 3)
+    store.apply({b"a": b"1", b"b": b"2"})
+    store.delete(b"a")
+    assert store.drain() == [(b"a", b"1"), (b"b", b"2"), (b"a", None)]
+    assert store.drain() == []
+    assert list(store.scan()) == [(b"b", b"2")]
