@@ -198,6 +198,10 @@ class LatticeWorker:
             )
         if outs:
             self._observe(outs, (time.perf_counter() - started) * 1000)
+        proc = self.processors[partition]
+        for (feature, tf), n in proc.baseline_updates.items():
+            BASELINE_UPDATES.labels(feature, tf).inc(n)
+        proc.baseline_updates.clear()
 
     async def _dead_letter(
         self, partition: int, offset: int, key: bytes | None, data: bytes, exc: Exception
@@ -222,10 +226,6 @@ class LatticeWorker:
         for r in rows:
             SNAPSHOT_WRITES.labels(TF_NAME[r["tf"]], r["dq_status"]).inc()
             DQ_STATUS.labels(r["dq_status"]).inc()
-            if r["dq_status"] == "ok" and (r["revision"] == 1 or r["tf"] != "m1"):
-                for feature in ("vol", "ret_abs", "oi_roc", "spread", "basis"):
-                    if r[f"b_mean_{feature}"] is not None:
-                        BASELINE_UPDATES.labels(feature, TF_NAME[r["tf"]]).inc()
         for r in minute_rows:
             if r["clock_skew_ms"] is not None:
                 CLOCK_SKEW.observe(r["clock_skew_ms"])

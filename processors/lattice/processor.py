@@ -177,6 +177,8 @@ class LatticeProcessor:
         self._wm = stores["lattice.watermarks.v1"]
         self._cache: dict[tuple[str, bytes], Any] = {}
         self._dirty: set[tuple[str, bytes]] = set()
+        #: Baseline updates by (feature, tf) since the caller last cleared it (metrics only).
+        self.baseline_updates: dict[tuple[str, str], int] = {}
 
     # ----------------------------------------------------------------- state cache
     def _store(self, name: str) -> KeyValueStore:
@@ -434,6 +436,12 @@ class LatticeProcessor:
     ) -> None:
         current = self._baselines(uid)
         if current.get(tf) != base:
+            before = current.get(tf, {})
+            for feature in sorted(base):
+                if base[feature] != before.get(feature):
+                    self.baseline_updates[(feature, tf)] = (
+                        self.baseline_updates.get((feature, tf), 0) + 1
+                    )
             self._put("base", b"b:%d" % uid, dict(current, **{tf: base}))
         for feature, data in sketches.items():
             key = b"s:%d:%s:%s" % (uid, tf.encode(), feature.encode())
