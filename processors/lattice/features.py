@@ -34,7 +34,7 @@ from typing import Any
 
 from packs.feature import FeaturePack
 from processors.lattice import baselines as bl
-from processors.lattice.kernels import atr_proxy, cvd_level, ols_slope, ret
+from processors.lattice.kernels import atr_proxy, cvd_level, ols_slope, percentile_linear, ret
 from processors.lattice.minute import MinuteBar
 from processors.lattice.rollup import fold_dq
 
@@ -50,16 +50,6 @@ NORMALIZED = {
 }
 OI_EPS = 1e-12
 Summary = dict[str, Any]
-
-
-def _p95(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = 0.95 * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def summarize_minute(bar: MinuteBar, previous: Summary | None, pack: FeaturePack) -> Summary:
@@ -177,7 +167,7 @@ def fold(tf: str, parts: Sequence[Summary]) -> Summary:
         "dlog_sq": dlog_sq,
         "rv": None if dlog_sq is None else math.sqrt(dlog_sq),
         "spread_mean": spread_mean,
-        "spread_p95": _p95(spreads),
+        "spread_p95": percentile_linear(spreads, 0.95),
         "spreads": spreads,
         "obi": sum(obis) / len(obis) if len(obis) == len(parts) else None,
         "depth": statistics.median(depths) if len(depths) == len(parts) else None,

@@ -5,6 +5,7 @@ Each takes numbers (None = unknown) and returns a number or None by the Appendix
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 DAY_MS = 86_400_000
@@ -74,3 +75,17 @@ def time_weighted_mean(
             weighted += value * live
             weight += live
     return weighted / weight if weight > 0 else None
+
+
+def percentile_linear(values: Sequence[float], q: float) -> float | None:
+    """Return the ``q`` quantile (0..1) with linear interpolation between closest ranks.
+
+    numpy's default ``"linear"`` method; None for no values.
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)

@@ -15,7 +15,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from processors.lattice.kernels import time_weighted_mean
+from processors.lattice.kernels import percentile_linear, time_weighted_mean
 
 MINUTE_MS = 60_000
 
@@ -101,12 +101,7 @@ class QuoteAccumulator:
     def _p95(self, spreads: list[float]) -> float | None:
         if len(spreads) < self.min_samples:
             return None
-        ordered = sorted(spreads)
-        # Linear interpolation between closest ranks (numpy's default "linear" method).
-        pos = 0.95 * (len(ordered) - 1)
-        lo = math.floor(pos)
-        hi = min(lo + 1, len(ordered) - 1)
-        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+        return percentile_linear(spreads, 0.95)
 
 
 def _realized_vol(mids: list[float]) -> float | None:
