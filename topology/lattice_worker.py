@@ -58,10 +58,6 @@ CLOCK_SKEW = Histogram(
     "Median ingest - exchange time of each 1m row's records, ms.",
     buckets=(-1000, 0, 50, 100, 250, 500, 1000, 3000, 10000),
 )
-SKIPPED = Counter(
-    "alpha_lattice_redelivered_total",
-    "md.raw.v0 records delivered again below the restored state's offset, skipped.",
-)
 LATTICE_DLQ = Counter(
     "alpha_lattice_dlq_total", "md.raw.v0 records sent to lattice.dlq.", ["reason"]
 )
@@ -189,15 +185,10 @@ class LatticeWorker:
 
     async def _handle(self, partition: int, offset: int, key: bytes | None, data: bytes) -> None:
         started = time.perf_counter()
-        proc = self._processor(partition)
-        if proc.applied(partition, offset):
-            SKIPPED.inc()  # delivered again below the restored state's offset: already committed
-            return
         try:
             record = self.codecs[RAW_TOPIC].decode(data)
-            outs = proc.step(partition, record, offset)
+            outs = self._processor(partition).step(partition, record)
         except (WireFormatError, BadRecord) as exc:
-            proc.mark(partition, offset)
             await self._dead_letter(partition, offset, key, data, exc)
             return
         for out in outs:
@@ -207,6 +198,7 @@ class LatticeWorker:
             )
         if outs:
             self._observe(outs, (time.perf_counter() - started) * 1000)
+        proc = self.processors[partition]
         for (feature, tf), n in proc.baseline_updates.items():
             BASELINE_UPDATES.labels(feature, tf).inc(n)
         proc.baseline_updates.clear()

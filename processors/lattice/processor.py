@@ -214,30 +214,8 @@ class LatticeProcessor:
         self._cache.clear()
 
     # ----------------------------------------------------------------- the step
-    def applied(self, partition: int, offset: int) -> bool:
-        """Whether the record at ``offset`` of ``partition`` is already in this state.
-
-        The partition's state records the next input offset it expects. State, outputs and
-        offsets commit in one transaction, so a record below that offset had all its effects
-        committed: a worker must skip it if Kafka delivers it again (the guard against a
-        consumer position that lags the restored state).
-        """
-        part = self._get("wm", b"p:%d" % partition)
-        return part is not None and offset < int(part.get("next_offset", 0))
-
-    def mark(self, partition: int, offset: int) -> None:
-        """Record that ``offset`` of ``partition`` was handled (also for a dead letter)."""
-        pkey = b"p:%d" % partition
-        part = self._get("wm", pkey) or {"clock": [-1, 0, 0], "assets": []}
-        self._put("wm", pkey, dict(part, next_offset=offset + 1))
-
-    def step(
-        self, partition: int, record: Mapping[str, Any], offset: int | None = None
-    ) -> list[Output]:
+    def step(self, partition: int, record: Mapping[str, Any]) -> list[Output]:
         """Apply one raw record of ``partition``; return the records to send, in order.
-
-        ``offset`` (the record's Kafka offset, when there is one) is remembered in the state;
-        see :meth:`applied`.
 
         Raises:
             BadRecord: The record is malformed; no state changed.
@@ -245,8 +223,6 @@ class LatticeProcessor:
         kind = validate(record)
         pkey = b"p:%d" % partition
         part = self._get("wm", pkey) or {"clock": [-1, 0, 0], "assets": []}
-        if offset is not None:
-            part = dict(part, next_offset=offset + 1)
         clock = ClockState(*part["clock"])
         if kind != "heartbeat":
             self._apply(partition, part, clock, kind, record)

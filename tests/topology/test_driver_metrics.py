@@ -16,19 +16,3 @@ def test_baseline_updates_follow_final_ok_rows():
     assert 0 < vol <= ok_rows
     assert ok_rows - vol <= 2 * 2  # at most the last two minutes of each asset are not final
     assert all(tf in ("1m", "15m", "1h") for _f, tf in driver.processor.baseline_updates)
-
-
-def test_the_state_remembers_the_next_input_offset():
-    driver = TopologyTestDriver()
-    proc = driver.processor
-    first = next(iter(generate("calm", assets=1, minutes=1, seed=3)))
-    partition = driver.partition_of(first)
-    assert not proc.applied(partition, 0)
-    proc.step(partition, first, offset=41)
-    assert proc.applied(partition, 41)
-    assert proc.applied(partition, 3)
-    assert not proc.applied(partition, 42)
-    proc.mark(partition, 42)  # a dead letter moves it too
-    driver.restart()  # and it survives a restart
-    assert driver.processor.applied(partition, 42)
-    assert not driver.processor.applied(partition, 43)
