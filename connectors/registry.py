@@ -14,6 +14,7 @@ from schemas.errors import AlphaError
 from schemas.wire import AvroCodec
 
 HTTP_CONFLICT = 409
+HTTP_NOT_FOUND = 404
 
 
 class RegistryError(AlphaError):
@@ -62,6 +63,39 @@ class SchemaRegistry:
                     f"{schema.subject}: schema incompatible with the registered versions:"
                     f" {exc.error_message}"
                 ) from exc
+            raise RegistryError(f"{schema.subject}: {exc}") from exc
+        except Exception as exc:  # transport errors (connection refused, timeouts)
+            raise RegistryError(f"schema registry at {self.url} unreachable: {exc}") from exc
+
+    def check(self, schema: catalog.TopicSchema) -> tuple[str, str]:
+        """Check ``schema`` against its subject without registering it.
+
+        Returns:
+            ``(verdict, detail)``: ``same`` (that exact schema is registered), ``ok`` (the
+            subject's compatibility rule accepts it as the next version), ``new`` (the subject
+            has no versions yet), or ``incompatible``.
+
+        Raises:
+            RegistryError: The registry is unreachable or failed.
+        """
+        candidate = Schema(schema.text, "AVRO")
+        try:
+            try:
+                latest = self.client.get_latest_version(schema.subject)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == HTTP_NOT_FOUND:
+                    return "new", f"{schema.subject} has no versions yet"
+                raise
+            try:
+                found = self.client.lookup_schema(schema.subject, candidate)
+                return "same", f"{schema.subject} version {found.version}"
+            except SchemaRegistryError as exc:
+                if exc.http_status_code != HTTP_NOT_FOUND:
+                    raise
+            if self.client.test_compatibility(schema.subject, candidate):
+                return "ok", f"compatible with {schema.subject} version {latest.version}"
+            return "incompatible", f"refused by {schema.subject} version {latest.version}"
+        except SchemaRegistryError as exc:
             raise RegistryError(f"{schema.subject}: {exc}") from exc
         except Exception as exc:  # transport errors (connection refused, timeouts)
             raise RegistryError(f"schema registry at {self.url} unreachable: {exc}") from exc

@@ -48,7 +48,7 @@ def available_topics() -> tuple[str, ...]:
 
 @cache
 def load(topic: str) -> TopicSchema:
-    """Load and parse the value schema of ``topic``.
+    """Load and parse the shipped value schema of ``topic``.
 
     Raises:
         SchemaError: No ``<topic>.avsc`` exists, or it is not valid JSON or valid Avro.
@@ -57,10 +57,32 @@ def load(topic: str) -> TopicSchema:
     if not path.is_file():
         known = ", ".join(available_topics()) or "none"
         raise SchemaError(f"no schema for topic {topic!r} in {AVRO_DIR} (known: {known})")
+    return read(path)
+
+
+def read(path: Path) -> TopicSchema:
+    """Parse one ``<topic>.avsc`` file (any directory: a release, a branch, a test).
+
+    Raises:
+        SchemaError: The file is missing, or not valid JSON or valid Avro.
+    """
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         parsed = fastavro.parse_schema(raw)
+    except FileNotFoundError as exc:
+        raise SchemaError(f"{path}: no such schema file") from exc
     except (ValueError, fastavro.schema.SchemaParseException) as exc:
         raise SchemaError(f"{path}: not a valid Avro schema: {exc}") from exc
     text = json.dumps(raw, sort_keys=True, separators=(",", ":"))
-    return TopicSchema(topic=topic, text=text, parsed=parsed)
+    return TopicSchema(topic=path.name.removesuffix(".avsc"), text=text, parsed=parsed)
+
+
+def read_dir(directory: Path) -> dict[str, TopicSchema]:
+    """Parse every ``*.avsc`` of ``directory``, by topic.
+
+    Raises:
+        SchemaError: The directory does not exist, or a file does not parse.
+    """
+    if not directory.is_dir():
+        raise SchemaError(f"{directory}: not a directory of .avsc files")
+    return {s.topic: s for s in map(read, sorted(directory.glob("*.avsc")))}

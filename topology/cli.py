@@ -20,6 +20,7 @@ from schemas.errors import AlphaError
 from topology import spec
 from topology.assets_cli import add_assets_parser
 from topology.ingest_cli import add_ingest_parser
+from topology.schemas_cli import add_schemas_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
 from topology.worker_cli import add_worker_parser
 
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ingest_parser(sub)
     add_assets_parser(sub)
     add_worker_parser(sub)
+    add_schemas_parser(sub)
     return parser
 
 
