@@ -1,7 +1,7 @@
 """Exactly-once that is actually true on Faust (DESIGN.md §5).
 
-faust-streaming 0.15.3's ``exactly_once`` leaves three holes, each found by reading its code
-and closed here:
+faust-streaming 0.15.3's ``exactly_once`` leaves these holes, each found by reading its code or
+by the kill -9 test, and closed here:
 
 1. **Outputs outside the transaction.** ``TransactionManager.send`` picks the transactional
    producer from the *destination* topic's assignor group, so a send to a topic the app does
@@ -10,15 +10,31 @@ and closed here:
    transactional producer of the *source* partition, so they commit with that partition's
    offsets and nothing else.
 2. **Commits racing the agent.** The periodic commit runs in its own task while the agent keeps
-   processing; records handled between "which offsets" and "commit the transaction" would put
-   their outputs in a transaction whose offsets do not include them. :class:`EosStage` holds one
-   lock around each record's processing and around every commit (``Consumer.force_commit`` is
-   wrapped), so a transaction holds exactly the effects of the offsets it commits.
-3. **Local state ahead of the commit.** Faust writes table values to RocksDB at once; after a
+   processing. :class:`EosStage` holds one lock around each record's processing and around
+   every commit (``Consumer.force_commit`` is replaced for apps that opt in), so a transaction
+   holds exactly the effects of the offsets it commits.
+3. **Offsets from acks, not from work done.** Faust commits the offsets its streams *acked*;
+   it acks records it skipped (an older consumer generation), can re-seek a partition to its
+   committed offset mid-run (``getmany`` while flow is stopped) and re-deliver records whose
+   effects are already staged, after a restart can deliver a partition from *past* its
+   committed offset (records fetched before the seek; Faust's ``seek`` also touches the
+   consumer from outside its thread), and leaves a partition's transaction open when its ack list
+   does not yield a committable offset (a transaction that outlives
+   ``transaction.timeout.ms`` is aborted by the broker and the worker stalls, fenced). Here
+   the stage commits what it *processed*: :meth:`EosStage.admit` lets through only the next
+   offset of each partition (a re-delivered record is dropped; on a gap the consumer is sent
+   back, inside its own thread, and records are dropped until the missing one arrives),
+   :meth:`EosStage.done` records it, and
+   :meth:`EosStage.commit` commits, for every partition with work, its staged state
+   (RocksDB + changelog in the transaction) and the next offset, in one transaction.
+4. **Local state ahead of the commit.** Faust writes table values to RocksDB at once; after a
    crash they are not rolled back. State here is staged in the processor's cache and written
-   (RocksDB + changelog, in the transaction) by the pre-commit hook; and the worker wipes its
+   by the commit, right before the transaction that carries its changelog; the worker wipes its
    local tables at every start, so state is always restored from the committed changelog
-   (``read_committed``), the Kafka Streams recovery rule.
+   (``read_committed``), the Kafka Streams recovery rule. A failed commit crashes the worker.
+5. **Rebalances.** On revocation the stage commits its work first (as Kafka Streams does) and
+   forgets every partition's processor and offsets; an assigned partition starts from its
+   restored table and committed offset.
 
 The crash test (``tests/integration/test_lattice_worker.py``) is the proof, not this comment.
 """
@@ -26,53 +42,205 @@ The crash test (``tests/integration/test_lattice_worker.py``) is the proof, not 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from faust.transport.consumer import Consumer
+from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 _ORIGINAL_FORCE_COMMIT = Consumer.force_commit
+MAX_SEEKS = 5  # seeks back to a missing offset before the worker stops
+SEEK_PATIENCE = 50_000  # records dropped while waiting for a seek before seeking again
 
 
-async def _guarded_force_commit(self: Consumer, *args: Any, **kwargs: Any) -> bool:
+class OffsetGapError(RuntimeError):
+    """Records of the input were not delivered and seeking back did not bring them."""
+
+
+async def _stage_force_commit(
+    self: Consumer, topics: Any = None, start_new_transaction: bool = True
+) -> bool:
     stage: EosStage | None = getattr(self.app, "_alpha_eos", None)
     if stage is None:
-        return bool(await _ORIGINAL_FORCE_COMMIT(self, *args, **kwargs))
+        return bool(await _ORIGINAL_FORCE_COMMIT(self, topics, start_new_transaction))
     async with stage.lock:
-        await stage.before_commit()
-        return bool(await _ORIGINAL_FORCE_COMMIT(self, *args, **kwargs))
+        return await stage.commit(start_new_transaction=start_new_transaction)
 
 
-Consumer.force_commit = _guarded_force_commit  # type: ignore[method-assign]
+Consumer.force_commit = _stage_force_commit  # type: ignore[method-assign]
 
 
 class EosStage:
-    """The exactly-once plumbing of one stage: lock, pre-commit hook, transactional sends.
+    """The exactly-once plumbing of one stage: lock, offsets, commits, transactional sends.
 
     Args:
         app: The Faust app (``processing_guarantee="exactly_once"``).
         source_topic: The stage's single input topic.
-        before_commit: Coroutine run under the lock before every commit (flush staged state).
+        flush: Coroutine that writes a partition's staged state and sends its changelog in the
+            partition's transaction; the commit calls it under :attr:`lock`.
+        forget: Drops every partition's processor and staged state (on a rebalance).
     """
 
     def __init__(
-        self, app: faust.App, source_topic: str, before_commit: Callable[[], Awaitable[None]]
+        self,
+        app: faust.App,
+        source_topic: str,
+        flush: Callable[[int], Awaitable[None]],
+        forget: Callable[[], None],
     ) -> None:
         self.app = app
         self.source_topic = source_topic
         self.lock = asyncio.Lock()
-        self._before_commit = before_commit
+        self._flush = flush
+        self._forget = forget
+        self.next_offset: dict[int, int] = {}  # partition -> next offset to process
+        self.pending: dict[int, int] = {}  # partition -> offset to commit (work not committed)
+        self._seeking: dict[int, tuple[int, int]] = {}  # partition -> (seeks, records dropped)
+        self.redelivered = 0
+        self.gaps = 0
         app._alpha_eos = self  # type: ignore[attr-defined]
-
-    async def before_commit(self) -> None:
-        """Run the stage's pre-commit hook (the caller holds :attr:`lock`)."""
-        await self._before_commit()
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     def transactional_id(self, source_partition: int) -> str:
         """The transactional id Faust gives the source partition's producer."""
         group = self.app.assignor.group_for_topic(self.source_topic)
         return f"{self.app.conf.id}-{group}-{source_partition}"
+
+    async def admit(self, partition: int, offset: int) -> bool:
+        """Return True if the record at ``offset`` is the partition's next one to process.
+
+        A record below the next offset was processed already (its effects are staged or
+        committed): dropped. A record above it means Faust did not deliver the records in
+        between (seen after restarts: a fetch made before the seek to the committed offset):
+        the consumer is sent back to the next offset and records are dropped until it arrives.
+        The input is written without transactions (offsets are contiguous), so a gap is never
+        real unless retention deleted the records; that case is checked and accepted loudly.
+
+        Raises:
+            OffsetGapError: Seeking back did not bring the missing records after
+                :data:`MAX_SEEKS` attempts (the worker stops rather than skip them).
+        """
+        expected = self.next_offset.get(partition)
+        if expected is None:
+            consumer: Any = self.app.consumer
+            committed = consumer._committed_offset.get(TP(self.source_topic, partition))
+            expected = committed if isinstance(committed, int) and committed > 0 else offset
+            self.next_offset[partition] = expected
+        if offset == expected:
+            self._seeking.pop(partition, None)
+            return True
+        if offset < expected:
+            self.redelivered += 1
+            return False
+        return await self._on_gap(partition, expected, offset)
+
+    async def _on_gap(self, partition: int, expected: int, offset: int) -> bool:
+        seeking = self._seeking.get(partition)
+        if seeking is not None and seeking[1] < SEEK_PATIENCE:
+            self._seeking[partition] = (seeking[0], seeking[1] + 1)
+            return False  # the seek is on its way: drop what was fetched before it
+        attempts = 1 if seeking is None else seeking[0] + 1
+        if attempts > MAX_SEEKS:
+            raise OffsetGapError(
+                f"{self.source_topic}/{partition}: offsets {expected}..{offset - 1} were never"
+                f" delivered after {MAX_SEEKS} seeks; stopping instead of skipping them"
+            )
+        consumer: Any = self.app.consumer
+        tp = TP(self.source_topic, partition)
+        earliest = (await consumer.earliest_offsets(tp)).get(tp, 0)
+        if earliest > expected:
+            log.warning(
+                "%s/%d: offsets %d..%d were deleted by retention; going on at %d",
+                self.source_topic, partition, expected, earliest - 1, offset,
+            )  # fmt: skip
+            self._seeking.pop(partition, None)
+            return True
+        self.gaps += 1
+        log.warning(
+            "%s/%d: got offset %d, expected %d; seeking back (attempt %d)",
+            self.source_topic, partition, offset, expected, attempts,
+        )  # fmt: skip
+        self._seeking[partition] = (attempts, 0)
+        await self._seek(partition, expected)
+        return False
+
+    async def _seek(self, partition: int, offset: int) -> None:
+        """Seek inside the consumer's own thread (Faust's ``seek`` touches it from outside)."""
+        thread: Any = self.app.consumer._thread  # type: ignore[attr-defined]
+        aio_consumer = thread._ensure_consumer()
+        tp = TopicPartition(self.source_topic, partition)
+
+        async def seek() -> None:
+            aio_consumer.seek(tp, offset)
+
+        await thread.call_thread(seek)
+
+    def done(self, partition: int, offset: int) -> None:
+        """Record that the record at ``offset`` was processed (its effects are staged)."""
+        self.next_offset[partition] = offset + 1
+        self.pending[partition] = offset + 1
+
+    async def commit(self, start_new_transaction: bool = True) -> bool:
+        """Commit every partition's staged work with its offsets (the caller holds the lock).
+
+        Per partition, in its own transaction: flush staged state (RocksDB + changelog), send
+        the offsets, commit. Any failure crashes the worker: its local state may be ahead of
+        what is committed, and only a restart (wipe + restore) makes it consistent again.
+        """
+        if not self.pending:
+            return False
+        consumer: Any = self.app.consumer
+        group_id = self.app.conf.id
+        producer: Any = self.app.producer
+        committed: dict[TP, int] = {}
+        try:
+            for partition, offset in sorted(self.pending.items()):
+                tp = TP(self.source_topic, partition)
+                tid = self.transactional_id(partition)
+                if tid not in producer._transaction_producers:
+                    raise RuntimeError(f"no transactional producer {tid} to commit {tp}")
+                await self._flush(partition)
+                await producer.commit_transactions(
+                    {tid: {TopicPartition(tp.topic, tp.partition): offset}},
+                    group_id,
+                    start_new_transaction=start_new_transaction,
+                )
+                committed[tp] = offset
+        except Exception as exc:
+            log.exception("commit failed; stopping the worker (state is restored at restart)")
+            await self.app.crash(exc)
+            raise
+        finally:
+            for tp, offset in committed.items():
+                self.pending.pop(tp.partition, None)
+                consumer._committed_offset[tp] = offset
+                # Faust's own ack bookkeeping is not used for commits: keep it from growing.
+                consumer._acked.pop(tp, None)
+                consumer._acked_index.pop(tp, None)
+        return True
+
+    async def _on_revoked(self, app: Any, revoked: Any, **_: Any) -> None:
+        # Commit what was processed while the producers still own their transactions, then
+        # forget every partition: the new assignment starts from tables and committed offsets.
+        async with self.lock:
+            await self.commit()
+            self._reset()
+
+    async def _on_assigned(self, app: Any, assigned: Any, **_: Any) -> None:
+        async with self.lock:
+            self._reset()
+
+    def _reset(self) -> None:
+        self.next_offset.clear()
+        self.pending.clear()
+        self._seeking.clear()
+        self._forget()
 
     async def send(
         self,

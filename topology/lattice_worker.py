@@ -30,7 +30,7 @@ from schemas.wire import AvroCodec
 from state.store import KeyValueStore
 from topology import spec
 from topology.driver import LATTICE_STORES, RAW_TOPIC
-from topology.faust_eos import EosStage, TableStore
+from topology.faust_eos import EosStage, OffsetGapError, TableStore
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +137,10 @@ class LatticeWorker:
             name: self.app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes)
             for name in LATTICE_STORES
         }
-        self.eos = EosStage(self.app, RAW_TOPIC, self._flush_state)
         self.processors: dict[int, LatticeProcessor] = {}
         self.stores: dict[int, dict[str, TableStore]] = {}
+        self.eos = EosStage(self.app, RAW_TOPIC, self._flush_partition, self._forget)
         self.app.agent(self.source, name="lattice")(self._agent)
-        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
 
     def wipe_local_state(self) -> None:
         """Delete the local tables: state is restored from the committed changelog instead."""
@@ -149,12 +148,10 @@ class LatticeWorker:
         if tabledir.exists():
             shutil.rmtree(tabledir)
 
-    async def _on_assigned(self, app: Any, assigned: Any, **_: Any) -> None:
-        # A partition (re)assigned starts from its table state, never from a stale cache.
-        for tp in assigned:
-            if tp.topic == RAW_TOPIC:
-                self.processors.pop(tp.partition, None)
-                self.stores.pop(tp.partition, None)
+    def _forget(self) -> None:
+        # After a rebalance every partition starts from its table state, never from a cache.
+        self.processors.clear()
+        self.stores.clear()
 
     def _processor(self, partition: int) -> LatticeProcessor:
         proc = self.processors.get(partition)
@@ -165,23 +162,30 @@ class LatticeWorker:
             proc = self.processors[partition] = LatticeProcessor(self.pack, typed)
         return proc
 
-    async def _flush_state(self) -> None:
-        """Pre-commit hook: write staged state and send its changelog in each transaction."""
-        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == RAW_TOPIC}
-        for partition, proc in sorted(self.processors.items()):
-            if partition not in assigned:
-                continue
-            proc.flush()
-            for store in self.stores[partition].values():
-                for key, value in store.drain():
-                    await self.eos.send(partition, store.changelog_topic, key, value, partition)
+    async def _flush_partition(self, partition: int) -> None:
+        """Commit hook: write a partition's staged state, its changelog into its transaction."""
+        proc = self.processors.get(partition)
+        if proc is None:
+            return
+        proc.flush()
+        for store in self.stores[partition].values():
+            for key, value in store.drain():
+                await self.eos.send(partition, store.changelog_topic, key, value, partition)
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
+            message = event.message
             async with self.eos.lock:
-                await self._handle(
-                    event.message.partition, event.message.offset, event.message.key, event.value
-                )
+                try:
+                    admitted = await self.eos.admit(message.partition, message.offset)
+                except OffsetGapError as exc:
+                    log.error("lattice: %s", exc)
+                    await self.app.crash(exc)
+                    raise
+                if not admitted:
+                    continue
+                await self._handle(message.partition, message.offset, message.key, event.value)
+                self.eos.done(message.partition, message.offset)
 
     async def _handle(self, partition: int, offset: int, key: bytes | None, data: bytes) -> None:
         started = time.perf_counter()
