@@ -25,6 +25,7 @@ from processors.detect.types import (
     update_history,
     update_market_history,
 )
+from tests.kit.packs import changed
 
 PACK = load_detector_pack()
 TS = 1_756_891_800_000  # 2025-09-03T09:30:00Z, a 15m boundary
@@ -81,14 +82,7 @@ def history_of(*rows: Mapping[str, Any]) -> AssetHistory:
 
 
 def pack_with(**changes: Any) -> DetectorPack:
-    data = PACK.model_dump()
-    for path, value in changes.items():
-        node = data
-        *parents, leaf = path.split("__")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return DetectorPack.model_validate(data)
+    return changed(PACK, **changes)
 
 
 # ---------------------------------------------------------------- shared rules

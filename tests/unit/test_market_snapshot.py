@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from processors.market.snapshot import (
     MarketProcessor,
     Output,
 )
+from tests.kit.packs import changed
 
 L = 1_756_900_860_000  # a minute label (2025-09-03T12:01:00Z)
 MINUTE_MS = 60_000
@@ -39,15 +39,8 @@ RS = BASE.market.rs
 LEADER = BASE.market.leader
 
 
-def _merge(data: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(data)
-    for k, v in changes.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, Mapping) else v
-    return out
-
-
 def policy(**changes: Any) -> UniversePolicy:
-    return UniversePolicy.model_validate(_merge(BASE.model_dump(), changes))
+    return changed(BASE, **changes)
 
 
 def summary(

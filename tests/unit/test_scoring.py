@@ -23,6 +23,7 @@ from processors.detect.scoring import (
     sigmoid,
 )
 from processors.detect.types import REASONS, Trigger
+from tests.kit.packs import changed
 
 PACK = load_detector_pack()
 SCORER = Scorer(PACK)
@@ -57,14 +58,7 @@ def why(*triggers: Trigger, state: ScorerState = EMPTY) -> list[tuple[str, str]]
 
 
 def pack_with(**changes: Any) -> DetectorPack:
-    data = PACK.model_dump()
-    for path, value in changes.items():
-        node = data
-        *parents, leaf = path.split("__")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return DetectorPack.model_validate(data)
+    return changed(PACK, **changes)
 
 
 def emitted(key_state: KeyState, key: str = "BTC:spike:1m") -> ScorerState:

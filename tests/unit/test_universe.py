@@ -12,22 +12,16 @@ from hypothesis import strategies as st
 
 from packs.universe import UniversePolicy, load_universe_policy
 from processors.market.universe import Universe, UniverseError, UniverseInput
+from tests.kit.packs import changed, merge
 
 T0 = 1_756_900_800_000  # 2025-09-03T12:00:00Z: aligned to the hour
 MINUTE_MS = 60_000
 BASE = load_universe_policy()
 
 
-def _merge(data: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(data)
-    for k, v in changes.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, Mapping) else v
-    return out
-
-
 def policy(**changes: Any) -> UniversePolicy:
     """Return the shipped policy with nested ``changes`` merged in (validated)."""
-    return UniversePolicy.model_validate(_merge(BASE.model_dump(), changes))
+    return changed(BASE, **changes)
 
 
 #: A small universe: 2 enter after 2 minutes, leave above rank 3 after 2 minutes; one-minute
@@ -45,7 +39,7 @@ SMALL = {
 
 
 def small(**changes: Any) -> UniversePolicy:
-    return policy(**_merge(SMALL, changes))
+    return policy(**merge(SMALL, changes))
 
 
 def t(minute: int) -> int:
