@@ -50,12 +50,25 @@ import faust
 from aiokafka import TopicPartition
 from faust.transport.consumer import Consumer
 from faust.types import TP
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
 _ORIGINAL_FORCE_COMMIT = Consumer.force_commit
 MAX_SEEKS = 5  # seeks back to a missing offset before the worker stops
 SEEK_PATIENCE = 50_000  # records dropped while waiting for a seek before seeking again
+
+
+EOS_REDELIVERED = Counter(
+    "alpha_eos_redelivered_total",
+    "Input records delivered again after they were processed (dropped), by topic.",
+    ["topic"],
+)
+EOS_GAPS = Counter(
+    "alpha_eos_offset_gaps_total",
+    "Times the consumer skipped input offsets and was sent back to them, by topic.",
+    ["topic"],
+)
 
 
 class OffsetGapError(RuntimeError):
@@ -101,8 +114,6 @@ class EosStage:
         self.next_offset: dict[int, int] = {}  # partition -> next offset to process
         self.pending: dict[int, int] = {}  # partition -> offset to commit (work not committed)
         self._seeking: dict[int, tuple[int, int]] = {}  # partition -> (seeks, records dropped)
-        self.redelivered = 0
-        self.gaps = 0
         app._alpha_eos = self  # type: ignore[attr-defined]
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -136,7 +147,7 @@ class EosStage:
             self._seeking.pop(partition, None)
             return True
         if offset < expected:
-            self.redelivered += 1
+            EOS_REDELIVERED.labels(self.source_topic).inc()
             return False
         return await self._on_gap(partition, expected, offset)
 
@@ -161,7 +172,7 @@ class EosStage:
             )  # fmt: skip
             self._seeking.pop(partition, None)
             return True
-        self.gaps += 1
+        EOS_GAPS.labels(self.source_topic).inc()
         log.warning(
             "%s/%d: got offset %d, expected %d; seeking back (attempt %d)",
             self.source_topic, partition, offset, expected, attempts,
