@@ -30,7 +30,7 @@ from schemas.wire import AvroCodec
 from state.store import KeyValueStore
 from topology import spec
 from topology.driver import LATTICE_STORES, RAW_TOPIC
-from topology.faust_eos import EosStage, OffsetGapError, TableStore
+from topology.faust_eos import STALL_TIMEOUT_S, EosStage, OffsetGapError, TableStore
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class WorkerOptions:
         session_timeout_s: Consumer session timeout: how long a dead worker's partitions
             wait before another member (or its own restart) takes them over.
         pack: The feature pack.
+        stall_timeout_s: How long a record or commit may hold the stage before the worker
+            crashes (:class:`topology.faust_eos.EosStage`).
     """
 
     bootstrap: str
@@ -94,6 +96,46 @@ class WorkerOptions:
     replication: int = 1
     session_timeout_s: float = 10.0
     pack: FeaturePack | None = None
+    stall_timeout_s: float = STALL_TIMEOUT_S
+
+
+def build_app(options: WorkerOptions) -> faust.App:
+    """Return a Faust app with the settings every exactly-once stage runs with."""
+    return faust.App(
+        options.app_id,
+        broker=f"kafka://{options.bootstrap}",
+        store="rocksdb://",
+        processing_guarantee="exactly_once",
+        web_enabled=False,
+        datadir=str(options.data_dir),
+        topic_replication_factor=options.replication,
+        topic_allow_declare=True,
+        table_standby_replicas=0,
+        broker_commit_interval=options.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=options.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, options.session_timeout_s / 5),
+        broker_rebalance_timeout=options.session_timeout_s * 2,
+        # Faust takes a partition off the fetcher when the stream queue is under pressure and,
+        # after a restart with a backlog, does not always put it back (the partition then
+        # advances one record per commit). A queue far larger than a poll keeps it off that
+        # path; records are small, so memory stays modest.
+        stream_buffer_maxsize=STREAM_BUFFER,
+        broker_max_poll_records=POLL_RECORDS,
+    )
+
+
+def run_app(app: faust.App, loglevel: str) -> None:
+    """Wipe the app's local tables, then run its Faust worker until SIGTERM/SIGINT.
+
+    State is always restored from the committed changelogs (docs/lattice.md), never from a
+    local table a crash may have left ahead of the committed offsets.
+    """
+    tabledir = Path(app.conf.tabledir)
+    if tabledir.exists():
+        shutil.rmtree(tabledir)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
 
 
 class LatticeWorker:
@@ -107,28 +149,7 @@ class LatticeWorker:
                 t: registry.codec(t) for t in (RAW_TOPIC, *OUT_TOPICS)
             }
         self.dlq_partitions = spec.topic(DLQ_TOPIC).partitions
-        self.app = faust.App(
-            options.app_id,
-            broker=f"kafka://{options.bootstrap}",
-            store="rocksdb://",
-            processing_guarantee="exactly_once",
-            web_enabled=False,
-            datadir=str(options.data_dir),
-            topic_replication_factor=options.replication,
-            topic_allow_declare=True,
-            table_standby_replicas=0,
-            broker_commit_interval=options.commit_interval_s,
-            consumer_auto_offset_reset="earliest",
-            broker_session_timeout=options.session_timeout_s,
-            broker_heartbeat_interval=max(0.5, options.session_timeout_s / 5),
-            broker_rebalance_timeout=options.session_timeout_s * 2,
-            # Faust takes a partition off the fetcher when the stream queue is under pressure
-            # and, after a restart with a backlog, does not always put it back (the partition
-            # then advances one record per commit). A queue far larger than a poll keeps it off
-            # that path; records are small, so memory stays modest.
-            stream_buffer_maxsize=STREAM_BUFFER,
-            broker_max_poll_records=POLL_RECORDS,
-        )
+        self.app = build_app(options)
         partitions = spec.topic(RAW_TOPIC).partitions
         self.source = self.app.topic(RAW_TOPIC, key_serializer="raw", value_serializer="raw")
         self.tables = {
@@ -139,14 +160,10 @@ class LatticeWorker:
         }
         self.processors: dict[int, LatticeProcessor] = {}
         self.stores: dict[int, dict[str, TableStore]] = {}
-        self.eos = EosStage(self.app, RAW_TOPIC, self._flush_partition, self._forget)
+        self.eos = EosStage(
+            self.app, RAW_TOPIC, self._flush_partition, self._forget, options.stall_timeout_s
+        )
         self.app.agent(self.source, name="lattice")(self._agent)
-
-    def wipe_local_state(self) -> None:
-        """Delete the local tables: state is restored from the committed changelog instead."""
-        tabledir = Path(self.app.conf.tabledir)
-        if tabledir.exists():
-            shutil.rmtree(tabledir)
 
     def _forget(self) -> None:
         # After a rebalance every partition starts from its table state, never from a cache.
@@ -175,7 +192,7 @@ class LatticeWorker:
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            async with self.eos.lock:
+            async with self.eos.hold(f"{RAW_TOPIC}/{message.partition}@{message.offset}"):
                 try:
                     admitted = await self.eos.admit(message.partition, message.offset)
                 except OffsetGapError as exc:
@@ -240,6 +257,4 @@ class LatticeWorker:
 
     def run(self, loglevel: str = "warning") -> None:
         """Wipe local tables, then run the Faust worker until it is stopped (SIGTERM/SIGINT)."""
-        self.wipe_local_state()
-        worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
-        worker.execute_from_commandline()
+        run_app(self.app, loglevel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from prometheus_client import start_http_server
 from packs.feature import load_feature_pack
 from topology.settings import StackSettings
 
-ROLES = ("lattice",)
+ROLES = ("lattice", "market", "detector")
 
 
 def _cmd_worker(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -30,7 +31,23 @@ def _cmd_worker(args: argparse.Namespace, settings: StackSettings) -> int:
         session_timeout_s=args.session_timeout,
         pack=load_feature_pack(path=args.feature_pack) if args.feature_pack else None,
     )
-    LatticeWorker(options).run(loglevel="debug" if args.debug else "warning")
+    if args.stall_timeout is not None:
+        options = replace(options, stall_timeout_s=args.stall_timeout)
+    loglevel = "debug" if args.debug else args.log_level
+    if args.role == "lattice":
+        LatticeWorker(options).run(loglevel)
+    elif args.role == "market":
+        from packs.universe import load_universe_policy
+        from topology.stage_workers import MarketWorker
+
+        policy = load_universe_policy(path=args.universe_policy) if args.universe_policy else None
+        MarketWorker(options, policy).run(loglevel)
+    else:
+        from packs.detector import load_detector_pack
+        from topology.stage_workers import DetectorWorker
+
+        pack = load_detector_pack(path=args.detector_pack) if args.detector_pack else None
+        DetectorWorker(options, pack).run(loglevel)
     return 0
 
 
@@ -43,7 +60,13 @@ def add_worker_parser(sub: Any) -> None:
         "restored from the committed changelog topics, so a crash never leaves state ahead "
         "of the committed offsets (docs/lattice.md).",
     )
-    worker.add_argument("role", choices=ROLES, help="which stage")
+    worker.add_argument(
+        "role",
+        choices=ROLES,
+        help="which stage: lattice (md.raw.v0 -> lattice.v0, market.in.v0), market"
+        " (market.in.v0 -> market.snapshot.v0, universe.v0, frames), detector (lattice.v0 ->"
+        " alpha.events.v0)",
+    )
     worker.add_argument("--app-id", help="Faust app id = consumer group (default alpha-<role>)")
     worker.add_argument("--data-dir", type=Path, help="local table directory")
     worker.add_argument(
@@ -55,6 +78,23 @@ def add_worker_parser(sub: Any) -> None:
         default=10.0,
         help="seconds before a dead worker's partitions are taken over (10)",
     )
-    worker.add_argument("--feature-pack", type=Path, help="a feature pack YAML (default v1.0)")
+    worker.add_argument(
+        "--stall-timeout",
+        type=float,
+        help="seconds a record or commit may take before the worker logs every task and exits"
+        " non-zero for its supervisor to restart it (120)",
+    )
+    worker.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="warning"
+    )
+    worker.add_argument(
+        "--feature-pack", type=Path, help="a feature pack YAML (lattice, detector; default v1.0)"
+    )
+    worker.add_argument(
+        "--detector-pack", type=Path, help="a detector pack YAML (detector; default v0.1)"
+    )
+    worker.add_argument(
+        "--universe-policy", type=Path, help="a universe policy YAML (market; default v1)"
+    )
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     worker.set_defaults(func=_cmd_worker)

@@ -76,7 +76,7 @@ def raw_input(stack: StackSettings) -> dict[int, int]:
 def _run_to_end(stack: StackSettings, worker: WorkerProcess, group: str) -> None:
     end = end_offsets(stack, raw.TOPIC)
     wait_until(
-        lambda: committed(stack, group, raw.TOPIC, len(end)) == end,
+        lambda: worker.alive() and committed(stack, group, raw.TOPIC, len(end)) == end,
         DONE_TIMEOUT_S,
         f"{group} to commit every md.raw.v0 offset",
         worker.tail,
@@ -95,6 +95,7 @@ def _worker(stack: StackSettings, tmp: Path, group: str, pack: Path) -> WorkerPr
     return WorkerProcess(
         stack, "lattice", tmp / f"{group}.log", "--app-id", group, "--data-dir", str(tmp / group),
         "--commit-interval", "0.5", "--session-timeout", "6", "--feature-pack", str(pack),
+        "--log-level", "info", "--stall-timeout", "45",
     )  # fmt: skip
 
 
@@ -211,7 +212,9 @@ def test_kill_9_at_random_points_commits_identical_bytes(
     for point in points:
         worker = _worker(stack, tmp_path, group, pack_file)
         wait_until(
-            lambda p=point: consumed_share(stack, group, raw.TOPIC) >= p,  # type: ignore[misc]
+            lambda p=point, w=worker: (  # type: ignore[misc]
+                w.alive() and consumed_share(stack, group, raw.TOPIC) >= p
+            ),
             DONE_TIMEOUT_S,
             f"{group} to pass {point:.0%} of the input",
             worker.tail,

@@ -44,6 +44,13 @@ class WorkerProcess:
         self._out.close()
         return code
 
+    def alive(self) -> bool:
+        """True while the worker runs; raise with its log's tail if it exited by itself."""
+        code = self.proc.poll()
+        if code is not None:
+            raise AssertionError(f"the worker exited with code {code}:\n{self.tail(80)}")
+        return True
+
     def tail(self, lines: int = 40) -> str:
         """The end of the worker's log (for assertion messages)."""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
