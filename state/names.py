@@ -18,6 +18,8 @@ STORES: tuple[str, ...] = (
     "lattice.baselines.v1",
     "lattice.sketches.v1",
     "lattice.watermarks.v1",
+    "market.state.v1",
+    "detect.state.v1",
 )
 
 

@@ -75,13 +75,14 @@ SNAPSHOT_KEYS = (
     "rs_incomplete_count", "rs_approx", "context_scope", "universe_size", "hot_count",
     "universe_rev", "universe_policy_rev", "partitions_missing", "dq_status",
 )  # fmt: skip
-#: Keys of a market frame (what the detectors of one lattice partition read), in order.
+#: Keys of a market frame (what the detectors of one lattice partition read), in order. ``assets``
+#: are the partition's own; ``rs_scores`` covers every asset (rotation detectors need them all).
 FRAME_KEYS = (
     "tf", "exchange_ts", "partition", "leader", "leader_uid", "leader_prev", "leader_prev_uid",
     "dominance_share", "shock_count_5s", "shock_count_approx", "rs_top", "rs_top_uids",
     "rs_bottom", "rs_bottom_uids", "return_dispersion_m_5", "vol_dispersion_m_5",
     "time_to_next_funding_sec", "universe_size", "universe_rev", "universe_policy_rev",
-    "dq_status", "assets",
+    "dq_status", "assets", "rs_scores",
 )  # fmt: skip
 
 

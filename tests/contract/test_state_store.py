@@ -142,6 +142,8 @@ def test_store_names_are_pinned():
         "lattice.baselines.v1",
         "lattice.sketches.v1",
         "lattice.watermarks.v1",
+        "market.state.v1",
+        "detect.state.v1",
     )
     assert check_name(NAME) == NAME
     with pytest.raises(StateError, match=r"not <stage>\.<what>\.v<N>"):

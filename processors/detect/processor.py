@@ -1,0 +1,365 @@
+"""The detector processor: ``lattice.v0`` records of one partition in, events out (spec 002 §9-§11).
+
+``DetectorProcessor.step(partition, value)`` is the whole detect stage (STYLE.md: processor tier).
+A partition of ``lattice.v0`` carries, in offset order, the lattice's feature rows and seal
+markers of its assets and, appended by the market stage once *every* partition sealed minute t,
+the market frame of t. So the processor:
+
+- buffers the partition's 1m rows per bar label, revision 0 and revision 1 apart, and the close
+  seal's watermark (the event's ``emitted_at``, stream time);
+- on the frame of t: evaluates every revision-0 row of t in asset order with the asset's history,
+  the partition's market history and the frame (:func:`processors.detect.catalogue.evaluate`),
+  scores all of the minute's triggers in one :meth:`Scorer.step`, builds the events, then folds
+  the rows and the frame into the histories; rows of labels before t that never got a frame are
+  dropped (counted);
+- the revised rows of t (the lattice amends within grace and writes them before t's ``final``
+  seal) are evaluated against the frame of t in a step of their own once *both* the frame and
+  the final seal of t arrived: both precede the frame of t+1, so the scorer sees the same steps
+  in the same order however the market's frames interleave with the lattice's records. Their
+  events carry ``revision`` 1 and distinct ids;
+- rows or seals of a minute already framed, repeated frames and 15m/1h rows: ignored (counted
+  in :attr:`counters`).
+
+The outputs depend only on the partition's own record sequence, so 1 or N workers, a restart or
+a replay give the same events. State lives in one store (``detect.state.v1``): the partition's
+value under ``p:<partition>`` (scorer state, market history, buffered rows, last frame) and one
+history per asset under ``a:<asset_uid>``, behind a write-back cache that :meth:`flush` writes
+(once per commit in the worker, per record in the test driver).
+
+A record that is not usable raises :class:`BadLatticeRecord` before anything changes (the agent
+sends it to ``alpha.events.dlq``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from packs.detector import DetectorPack
+from packs.feature import FeaturePack
+from processors.detect.catalogue import evaluate, guard_limits
+from processors.detect.events import Provenance, build_event
+from processors.detect.scoring import Emission, Scorer, ScorerState
+from processors.detect.types import (
+    AssetHistory,
+    DetectContext,
+    MarketHistory,
+    Suppression,
+    Trigger,
+    update_history,
+    update_market_history,
+)
+from schemas.errors import AlphaError
+from schemas.ids import partition_for
+from state.store import KeyValueStore
+
+EVENTS_TOPIC = "alpha.events.v0"
+STORE = "detect.state.v1"
+_STATE_VERSION = 1
+
+
+class BadLatticeRecord(AlphaError):
+    """A ``lattice.v0`` record the detector cannot use (dead-lettered with this message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One record to send: topic, key, partition, Avro value."""
+
+    topic: str
+    key: bytes | None
+    partition: int
+    value: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StepReport:
+    """What one step decided (metrics only; not state)."""
+
+    triggers: list[Trigger] = field(default_factory=list)
+    emissions: list[Emission] = field(default_factory=list)
+    suppressions: list[Suppression] = field(default_factory=list)
+
+
+def _dumps(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _loads(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    if data[:1] != b"\x01":
+        raise AlphaError(f"{STORE}: unknown state codec version byte {data[:1]!r}")
+    return json.loads(data[1:])
+
+
+def kind_of(body: Mapping[str, Any]) -> str:
+    """Return ``row``, ``seal`` or ``frame`` for a decoded ``lattice.v0`` body."""
+    if "assets" in body:
+        return "frame"
+    if "seal" in body:
+        return "seal"
+    if "asset_uid" in body and "tf" in body:
+        return "row"
+    raise BadLatticeRecord("lattice.v0 body is none of FeatureRow, SealMarker, MarketFrame")
+
+
+class DetectorProcessor:
+    """The detect stage over one store (see module docstring).
+
+    Args:
+        pack: The detector pack.
+        feature_pack: The feature pack (its §8.3 illiquidity guard, for the §10.7 penalties).
+        stores: ``detect.state.v1``.
+        provenance: Stamped on every event.
+        sectors: Symbol -> sector tag (the sector-flip detector fires only with tags).
+        event_partitions: Partitions of ``alpha.events.v0`` (events are keyed by asset_uid).
+    """
+
+    def __init__(
+        self,
+        pack: DetectorPack,
+        feature_pack: FeaturePack,
+        stores: Mapping[str, KeyValueStore],
+        provenance: Provenance,
+        sectors: Mapping[str, str] | None = None,
+        event_partitions: int = 8,
+    ) -> None:
+        self.pack = pack
+        self.illiquidity = feature_pack.illiquidity
+        self.scorer = Scorer(pack)
+        self.provenance = provenance
+        self.sectors = dict(sectors or {})
+        self.event_partitions = event_partitions
+        self._store = stores[STORE]
+        self._cache: dict[bytes, Any] = {}
+        self._dirty: set[bytes] = set()
+        self.report = StepReport()
+        #: Outcome counts since the caller last cleared them (metrics only; not state).
+        self.counters: dict[str, int] = {}
+
+    # ----------------------------------------------------------------- state
+    def _get(self, key: bytes) -> Any:
+        if key not in self._cache:
+            self._cache[key] = _loads(self._store.get(key))
+        return self._cache[key]
+
+    def _put(self, key: bytes, value: Any) -> None:
+        self._cache[key] = value
+        self._dirty.add(key)
+
+    def flush(self) -> int:
+        """Write every changed state value to the store; return how many were written."""
+        batch = {k: _dumps(self._cache[k]) for k in sorted(self._dirty)}
+        if batch:
+            self._store.apply(batch)
+        self._dirty.clear()
+        return len(batch)
+
+    def _partition(self, partition: int) -> dict[str, Any]:
+        state = self._get(b"p:%d" % partition)
+        if state is None:
+            return {
+                "v": _STATE_VERSION,
+                "scorer": ScorerState().to_state(),
+                "market": MarketHistory().to_state(),
+                "pending": {},
+                "frame": None,
+            }
+        if state.get("v") != _STATE_VERSION:
+            raise AlphaError(f"{STORE}: partition state version {state.get('v')!r} unknown")
+        return dict(state)
+
+    def _count(self, what: str, n: int = 1) -> None:
+        self.counters[what] = self.counters.get(what, 0) + n
+
+    # ----------------------------------------------------------------- inputs
+    def step(self, partition: int, value: Mapping[str, Any]) -> list[Output]:
+        """Apply one decoded ``lattice.v0`` value of ``partition``; return the events to send.
+
+        Raises:
+            BadLatticeRecord: The record is malformed; no state changed.
+        """
+        self.report = StepReport()
+        body = value.get("body", value)
+        if not isinstance(body, Mapping):
+            raise BadLatticeRecord("lattice.v0 body is not a record")
+        kind = kind_of(body)
+        try:
+            label = int(body["exchange_ts"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadLatticeRecord(f"malformed {kind}: {exc!r}") from None
+        state = self._partition(partition)
+        if kind == "seal":
+            return self._seal(partition, state, body, label)
+        if kind == "row":
+            return self._row(partition, state, body, label)
+        return self._frame(partition, state, body, label)
+
+    def _minute(self, state: dict[str, Any], label: int) -> dict[str, Any]:
+        minute = state["pending"].get(str(label))
+        if minute is None:
+            return {"r0": {}, "r1": {}, "final": False, "watermark": None}
+        return dict(minute)
+
+    def _keep(self, partition: int, state: dict[str, Any], label: int, minute: Any) -> None:
+        pending = dict(state["pending"])
+        if minute is None:
+            pending.pop(str(label), None)
+        else:
+            pending[str(label)] = minute
+        state["pending"] = pending
+        self._put(b"p:%d" % partition, state)
+
+    def _framed(self, state: dict[str, Any]) -> int | None:
+        frame = state["frame"]
+        return None if frame is None else int(frame["exchange_ts"])
+
+    def _seal(
+        self, partition: int, state: dict[str, Any], body: Mapping[str, Any], label: int
+    ) -> list[Output]:
+        framed = self._framed(state)
+        if body.get("seal") == "close":
+            if framed is not None and label <= framed:
+                self._count("late_seals")
+                return []
+            minute = self._minute(state, label)
+            minute["watermark"] = int(body["watermark"])
+            self._keep(partition, state, label, minute)
+            return []
+        if body.get("seal") != "final":
+            self._count("ignored_seals")
+            return []
+        if framed is not None and label < framed:
+            self._count("late_seals")
+            return []
+        minute = self._minute(state, label)
+        if framed == label:  # the frame came first: the revisions of the minute go now
+            self._keep(partition, state, label, None)
+            return self._revisions(partition, state, minute, label)
+        minute["final"] = True
+        self._keep(partition, state, label, minute)
+        return []
+
+    def _row(
+        self, partition: int, state: dict[str, Any], body: Mapping[str, Any], label: int
+    ) -> list[Output]:
+        if body.get("tf") != "m1":
+            self._count("ignored_tf")
+            return []
+        try:
+            uid, revision = int(body["asset_uid"]), int(body["revision"])
+            str(body["symbol"]), str(body["dq_status"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadLatticeRecord(f"malformed FeatureRow: {exc!r}") from None
+        framed = self._framed(state)
+        if framed is not None and (label < framed or (label == framed and revision == 0)):
+            self._count("late_rows")
+            return []
+        minute = self._minute(state, label)
+        side = "r0" if revision == 0 else "r1"
+        minute[side] = {**minute[side], str(uid): dict(body)}
+        self._keep(partition, state, label, minute)
+        self._count("rows")
+        return []
+
+    def _frame(
+        self, partition: int, state: dict[str, Any], body: Mapping[str, Any], label: int
+    ) -> list[Output]:
+        framed = self._framed(state)
+        if framed is not None and label <= framed:
+            self._count("repeated_frames")
+            return []
+        pending = dict(state["pending"])
+        for old in sorted((k for k in pending if int(k) < label), key=int):
+            dropped = pending.pop(old)
+            self._count("rows_without_frame", len(dropped["r0"]) + len(dropped["r1"]))
+        minute = pending.pop(str(label), None) or {
+            "r0": {}, "r1": {}, "final": False, "watermark": None
+        }  # fmt: skip
+        state["pending"] = pending
+        state["frame"] = dict(body)
+        rows = [minute["r0"][k] for k in sorted(minute["r0"], key=int)]
+        out = self._evaluate(partition, state, rows, label, minute["watermark"])
+        state["market"] = update_market_history(
+            MarketHistory.from_state(state["market"]), body, label, self.sectors
+        ).to_state()
+        self._count("frames")
+        if minute["final"]:  # the final seal came first: the revisions go now, in their own step
+            out += self._revisions(partition, state, minute, label)
+        else:
+            self._keep(partition, state, label, {**minute, "r0": {}})
+        self._put(b"p:%d" % partition, state)
+        return out
+
+    def _revisions(
+        self, partition: int, state: dict[str, Any], minute: Mapping[str, Any], label: int
+    ) -> list[Output]:
+        """Evaluate a minute's revised rows (revision 1) against its frame, as their own step.
+
+        They go when both the frame and the final seal of the minute have arrived, whichever
+        came second: both precede the next minute's frame, so the scorer sees the same steps in
+        the same order however the market stage's frames interleave with the lattice's rows.
+        """
+        rows = [minute["r1"][k] for k in sorted(minute["r1"], key=int)]
+        if not rows:
+            return []
+        self._count("revised_rows", len(rows))
+        return self._evaluate(partition, state, rows, label, minute["watermark"])
+
+    # ----------------------------------------------------------------- detection
+    def _evaluate(
+        self,
+        partition: int,
+        state: dict[str, Any],
+        rows: list[dict[str, Any]],
+        label: int,
+        watermark: int | None,
+    ) -> list[Output]:
+        frame: Mapping[str, Any] = state["frame"]
+        market = MarketHistory.from_state(state["market"])
+        members = {int(a["asset_uid"]): a for a in frame.get("assets") or ()}
+        triggers: list[Trigger] = []
+        suppressions: list[Suppression] = []
+        by_uid: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            uid = int(row["asset_uid"])
+            by_uid[uid] = row
+            history = self._history(uid)
+            v_min, spread_cap = guard_limits(row, self.illiquidity)
+            member = members.get(uid, {})
+            ctx = DetectContext(
+                history=history,
+                market=market,
+                is_in_universe=member.get("is_in_universe"),
+                is_hot=member.get("is_hot"),
+                sectors=self.sectors,
+                v_min=v_min,
+                spread_cap=spread_cap,
+            )
+            found = evaluate(row, frame, ctx, self.pack)
+            triggers += found.triggers
+            suppressions += found.suppressions
+            self._put(b"a:%d" % uid, update_history(history, row).to_state())
+        scorer_state, result = self.scorer.step(ScorerState.from_state(state["scorer"]), triggers)
+        state["scorer"] = scorer_state.to_state()
+        self._put(b"p:%d" % partition, state)
+        emitted_at = label if watermark is None else watermark
+        self.report = StepReport(
+            triggers, list(result.emissions), [*suppressions, *result.suppressions]
+        )
+        return [
+            Output(
+                EVENTS_TOPIC,
+                str(e.trigger.asset_uid).encode(),
+                partition_for(str(e.trigger.asset_uid).encode(), self.event_partitions),
+                build_event(e, by_uid[e.trigger.asset_uid], frame, self.provenance, emitted_at),
+            )
+            for e in result.emissions
+        ]
+
+    def _history(self, uid: int) -> AssetHistory:
+        data = self._get(b"a:%d" % uid)
+        return AssetHistory() if data is None else AssetHistory.from_state(data)

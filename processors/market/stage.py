@@ -1,0 +1,50 @@
+"""The market stage's state in its store: one versioned JSON value (``market.state.v1``).
+
+The market stage has one input partition, so its whole :class:`MarketProcessor` state is one
+value, written once per commit (the Faust worker) or per record (the test driver) and read back
+at a restart; a processor rebuilt from it continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from packs.universe import UniversePolicy
+from processors.market.snapshot import MarketProcessor
+from schemas.errors import AlphaError
+from state.store import KeyValueStore
+
+STORE = "market.state.v1"
+KEY = b"market"
+_CODEC = b"\x01"
+
+
+def load_market(
+    policy: UniversePolicy, partitions: int, store: KeyValueStore, *, spike_events: bool = False
+) -> MarketProcessor:
+    """Return the processor saved in ``store``, or a fresh one.
+
+    Raises:
+        AlphaError: The stored value has an unknown codec byte, or was saved for another
+            number of ``lattice.v0`` partitions (the stage would wait for partitions forever or
+            ignore some).
+    """
+    data = store.get(KEY)
+    if data is None:
+        return MarketProcessor(policy, partitions, spike_events=spike_events)
+    if data[:1] != _CODEC:
+        raise AlphaError(f"{STORE}: unknown state codec byte {data[:1]!r}")
+    state: dict[str, Any] = json.loads(data[1:])
+    if int(state["partitions"]) != partitions:
+        raise AlphaError(
+            f"{STORE}: state was built for {state['partitions']} lattice partitions, not"
+            f" {partitions}; reset the market stage (new app id) after repartitioning"
+        )
+    return MarketProcessor.from_state(policy, state)
+
+
+def save_market(proc: MarketProcessor, store: KeyValueStore) -> None:
+    """Write the processor's state to ``store``."""
+    text = json.dumps(proc.to_state(), sort_keys=True, separators=(",", ":"))
+    store.put(KEY, _CODEC + text.encode())
