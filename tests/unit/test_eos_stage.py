@@ -1,4 +1,4 @@
-"""The exactly-once stage's stall watchdog: a lock held too long crashes the worker, loudly."""
+"""The exactly-once stage without a broker: the stall watchdog and Faust's read-offset filter."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 import pytest
+from faust.types import TP
 
 from topology.faust_eos import EosStage, StageStalledError
 
@@ -76,3 +77,17 @@ def test_diagnose_lists_the_running_tasks(tmp_path: Any) -> None:
 
     text = asyncio.run(scenario())
     assert "--- task stuck-send" in text
+
+
+def test_faust_never_filters_the_source_topic_by_read_offset(tmp_path: Any) -> None:
+    # Faust drops records below the last offset it delivered; a seek-back re-fetches exactly
+    # those, so for the source topic the stage's own admit() must see them all.
+    stage, _ = _stage(tmp_path, stall_timeout_s=3600.0)
+    read_offset: Any = stage.app.consumer._read_offset  # type: ignore[attr-defined]
+    source, other = TP("md.raw.v0", 1), TP("lattice.v0", 1)
+    read_offset[source] = 3373
+    read_offset[other] = 41
+    read_offset.update({source: 9000})
+    assert read_offset[source] is None
+    assert read_offset[other] == 41
+    assert read_offset[TP("lattice.v0", 2)] is None  # unknown partitions read from the start
