@@ -38,3 +38,13 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSetti
     require_stack()
     with running_stack(tmp_path_factory.mktemp("stack")) as settings:
         yield settings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--update-golden``: rewrite golden files after printing their diff (tests/golden)."""
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="print the diff of each golden file against this run, then rewrite it",
+    )

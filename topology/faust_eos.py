@@ -156,9 +156,6 @@ class EosStage:
         self.pending: dict[int, int] = {}  # partition -> offset to commit (work not committed)
         self._seeking: dict[int, tuple[int, int]] = {}  # partition -> (seeks, records dropped)
         app._alpha_eos = self  # type: ignore[attr-defined]
-        # Before the consumer starts: its fetch loop binds the mapping's __getitem__ once.
-        consumer: Any = app.consumer
-        consumer._read_offset = _ReadOffsets(source_topic, consumer._read_offset)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         app.timer(max(0.5, stall_timeout_s / 8), name="alpha-eos-watchdog")(self._watchdog)
@@ -330,7 +327,19 @@ class EosStage:
 
     async def _on_assigned(self, app: Any, assigned: Any, **_: Any) -> None:
         async with self.hold("assignment"):
+            self.install_read_offsets()
             self._reset()
+
+    def install_read_offsets(self) -> None:
+        """Switch Faust's read-offset filter off for the source topic (:class:`_ReadOffsets`).
+
+        Called at every assignment, which precedes the start of the fetcher whose loop binds
+        the mapping once (creating the consumer earlier, in ``__init__``, kept Faust from
+        starting its transactional producers).
+        """
+        consumer: Any = self.app.consumer
+        if not isinstance(consumer._read_offset, _ReadOffsets):
+            consumer._read_offset = _ReadOffsets(self.source_topic, consumer._read_offset)
 
     def _reset(self) -> None:
         self.next_offset.clear()

@@ -95,6 +95,8 @@ class PipelineDriver(TopologyTestDriver):
             for t in self.stage_codecs
         }
         self.stage_dead_letters: list[tuple[str, dict[str, Any], str]] = []
+        #: Every detector step that triggered something: triggers, emissions, suppressions.
+        self.reports: list[detect.StepReport] = []
         self._build_stages()
 
     def _build_stages(self) -> None:
@@ -143,6 +145,9 @@ class PipelineDriver(TopologyTestDriver):
         except detect.BadLatticeRecord as exc:
             self.stage_dead_letters.append(("lattice.v0", sent.value, str(exc)))
             return []
+        report = self.detector.report
+        if report.triggers or report.suppressions:
+            self.reports.append(report)
         return [self._encode(o.topic, o.key, o.partition, o.value) for o in outs]
 
     def _encode(self, topic: str, key: bytes | None, partition: int, value: dict[str, Any]) -> Sent:

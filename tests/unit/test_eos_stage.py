@@ -83,6 +83,8 @@ def test_faust_never_filters_the_source_topic_by_read_offset(tmp_path: Any) -> N
     # Faust drops records below the last offset it delivered; a seek-back re-fetches exactly
     # those, so for the source topic the stage's own admit() must see them all.
     stage, _ = _stage(tmp_path, stall_timeout_s=3600.0)
+    stage.install_read_offsets()
+    stage.install_read_offsets()  # idempotent (every assignment calls it)
     read_offset: Any = stage.app.consumer._read_offset  # type: ignore[attr-defined]
     source, other = TP("md.raw.v0", 1), TP("lattice.v0", 1)
     read_offset[source] = 3373

@@ -1,0 +1,198 @@
+"""lattice -> market -> detector on the real broker: the events equal the PipelineDriver's.
+
+A private stack holds a synthetic basket shock (4 assets, 77 minutes, seed 7: a calm regime, the
+shock injected at minute 53, after the 30-sample warm-up of the test pack). Real workers run
+every stage: ``alpha worker lattice``, ``alpha worker market`` and ``alpha worker detector``.
+
+1. One detector worker: its committed ``alpha.events.v0`` equals, byte for byte and partition by
+   partition, what :class:`topology.pipeline_driver.PipelineDriver` computes from the same
+   ``md.raw.v0`` records (so a second run, or a replay, gives the same bytes too), and the
+   basket shock is among the events. A malformed ``lattice.v0`` record is in
+   ``alpha.events.dlq`` with its reason.
+2. Two detector workers in one group split the partitions and commit the same events.
+3. The market stage's snapshots are on ``market.snapshot.v0``, one per minute.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka import Message, Producer
+
+from connectors.registry import SchemaRegistry
+from packs.detector import load_detector_pack
+from packs.feature import PACK_DIR, load_feature_pack
+from processors.detect.events import Provenance
+from schemas import raw
+from schemas.errors import WireFormatError
+from schemas.wire import AvroCodec
+from tests.conftest import require_stack
+from tests.kit.kafka import end_offsets, read_between
+from tests.kit.stack import alpha, running_stack
+from tests.kit.workers import WorkerProcess, committed, wait_until
+from topology.pipeline_driver import PipelineDriver
+from topology.settings import StackSettings
+
+pytestmark = pytest.mark.integration
+MINUTES, ASSETS, MIN_SAMPLES = 77, 4, 30
+EVENTS = "alpha.events.v0"
+DONE_TIMEOUT_S = 600
+_SEQ = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
+    require_stack()
+    with running_stack(tmp_path_factory.mktemp("detect-stack")) as settings:
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def pack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = yaml.safe_load((PACK_DIR / "v1.0.yaml").read_text())
+    data["baselines"]["min_samples"] = MIN_SAMPLES
+    path = tmp_path_factory.mktemp("pack") / "feature-test.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _worker(stack: StackSettings, tmp: Path, role: str, group: str, *extra: str) -> WorkerProcess:
+    n = next(_SEQ)  # each process its own log and table directory
+    return WorkerProcess(
+        stack, role, tmp / f"{group}-{n}.log", "--app-id", group, "--data-dir",
+        str(tmp / f"{group}-{n}"), "--commit-interval", "0.5", "--session-timeout", "6",
+        "--log-level", "info", *extra,
+    )  # fmt: skip
+
+
+def _drain(stack: StackSettings, workers: list[WorkerProcess], group: str, topic: str) -> None:
+    """Wait until ``group`` committed every offset of ``topic`` (its end, read now)."""
+    end = end_offsets(stack, topic)
+    wait_until(
+        lambda: all(w.alive() for w in workers) and committed(stack, group, topic, len(end)) == end,
+        DONE_TIMEOUT_S,
+        f"{group} to commit every {topic} offset",
+        lambda: "\n".join(w.tail() for w in workers),
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    stack: StackSettings, pack_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """Ingest, run lattice and market to the end, plant a bad lattice.v0 record."""
+    tmp = tmp_path_factory.mktemp("detect-workers")
+    result = alpha(
+        stack, "ingest", "synthetic", "--scenario", "basket_shock", "--assets", str(ASSETS),
+        "--minutes", str(MINUTES), "--seed", "7", timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    raw_end = end_offsets(stack, raw.TOPIC)
+    pack = ("--feature-pack", str(pack_file))
+    lattice = _worker(stack, tmp, "lattice", "it-det-lattice", *pack)
+    market = _worker(stack, tmp, "market", "it-det-market")
+    try:
+        _drain(stack, [lattice, market], "it-det-lattice", raw.TOPIC)
+        _drain(stack, [lattice, market], "it-det-market", "market.in.v0")
+    finally:
+        assert lattice.stop() == 0, lattice.tail()
+        assert market.stop() == 0, market.tail()
+    producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
+    producer.produce("lattice.v0", b"not avro", partition=3)
+    assert producer.flush(30) == 0
+    return {"raw_end": raw_end, "tmp": tmp, "pack": pack}
+
+
+def _run_detectors(stack: StackSettings, pipeline: dict[str, Any], group: str, n: int) -> None:
+    workers = [
+        _worker(stack, pipeline["tmp"], "detector", group, *pipeline["pack"]) for _ in range(n)
+    ]
+    try:
+        _drain(stack, workers, group, "lattice.v0")
+    finally:
+        for w in workers:
+            assert w.stop() == 0, w.tail()
+
+
+@pytest.fixture(scope="module")
+def one_worker(stack: StackSettings, pipeline: dict[str, Any]) -> dict[str, list[Message]]:
+    start = {t: end_offsets(stack, t) for t in (EVENTS, "alpha.events.dlq")}
+    _run_detectors(stack, pipeline, "it-det-a", 1)
+    return {t: read_between(stack, t, start[t], end_offsets(stack, t)) for t in start}
+
+
+def _payloads(msgs: list[Message]) -> dict[int, list[bytes]]:
+    out: dict[int, list[bytes]] = {}
+    for m in msgs:
+        out.setdefault(m.partition() or 0, []).append((m.value() or b"")[5:])
+    return out
+
+
+def test_detector_worker_commits_what_the_driver_computes(
+    stack: StackSettings,
+    pipeline: dict[str, Any],
+    pack_file: Path,
+    one_worker: dict[str, list[Message]],
+) -> None:
+    with SchemaRegistry(stack.registry_url) as registry:
+        raw_codec = registry.codec(raw.TOPIC)
+        event_codec = registry.codec(EVENTS)
+    provenance = _worker_provenance(one_worker[EVENTS], event_codec)
+    driver = PipelineDriver(
+        load_feature_pack(path=pack_file), provenance=provenance, flush_every=1000
+    )
+    for msg in read_between(stack, raw.TOPIC, {}, pipeline["raw_end"]):
+        try:
+            value = raw_codec.decode(msg.value() or b"")
+        except WireFormatError:
+            continue
+        driver.pipe(value, partition=msg.partition())
+    want: dict[int, list[bytes]] = {}
+    for s in driver.outputs:
+        if s.topic == EVENTS:
+            want.setdefault(s.partition, []).append(s.data[5:])
+    got = _payloads(one_worker[EVENTS])
+    assert sum(map(len, want.values())) > 0
+    assert sorted(got) == sorted(want)
+    for p in want:
+        assert got[p] == want[p], f"{EVENTS}[{p}] differs from the driver ({provenance})"
+    events = [event_codec.decode(m.value() or b"") for m in one_worker[EVENTS]]
+    assert "basket_shock_dt_5s" in {e["subtype"] for e in events}
+    assert all(e["provenance"]["replay_of"] is False for e in events)
+    dlq = one_worker["alpha.events.dlq"]
+    assert len(dlq) == 1
+    headers = dict(dlq[0].headers() or [])
+    assert headers["error"].decode().startswith("WireFormatError"), headers
+    assert headers["source"].decode().startswith("lattice.v0/3@"), headers
+
+
+def _worker_provenance(msgs: list[Message], codec: AvroCodec) -> Provenance:
+    """The worker's provenance (its git commit and package version are the machine's)."""
+    assert msgs, "the detector worker published no event"
+    p = codec.decode(msgs[0].value() or b"")["provenance"]
+    pack = load_detector_pack()
+    return Provenance(p["producer"], p["detector_pack"], pack.hash(), p["git_commit"])
+
+
+def test_two_detector_workers_commit_the_same_events(
+    stack: StackSettings, pipeline: dict[str, Any], one_worker: dict[str, list[Message]]
+) -> None:
+    start = end_offsets(stack, EVENTS)
+    _run_detectors(stack, pipeline, "it-det-b", 2)
+    two = read_between(stack, EVENTS, start, end_offsets(stack, EVENTS))
+    assert _payloads(two) == _payloads(one_worker[EVENTS])
+
+
+def test_market_snapshots_one_per_minute(stack: StackSettings, pipeline: dict[str, Any]) -> None:
+    with SchemaRegistry(stack.registry_url) as registry:
+        codec = registry.codec("market.snapshot.v0")
+    msgs = read_between(stack, "market.snapshot.v0", {}, end_offsets(stack, "market.snapshot.v0"))
+    labels = [codec.decode(m.value() or b"")["exchange_ts"] for m in msgs]
+    assert len(labels) >= MINUTES - 3
+    assert labels == sorted(set(labels))
+    assert all(b - a == 60_000 for a, b in itertools.pairwise(labels))
