@@ -19,6 +19,7 @@ from rich.table import Table
 from schemas.errors import AlphaError
 from topology import spec
 from topology.assets_cli import add_assets_parser
+from topology.events_cli import add_events_parser
 from topology.ingest_cli import add_ingest_parser
 from topology.schemas_cli import add_schemas_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
@@ -270,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_assets_parser(sub)
     add_worker_parser(sub)
     add_schemas_parser(sub)
+    add_events_parser(sub)
     return parser
 
 

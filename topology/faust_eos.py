@@ -135,6 +135,11 @@ class EosStage:
         forget: Drops every partition's processor and staged state (on a rebalance).
         stall_timeout_s: The longest the stage lock may be held before the watchdog crashes
             the worker (liveness only: wall time never reaches an output).
+        contiguous: True when the source is written without transactions, so its offsets
+            have no holes and a gap means records were not delivered (repaired by seeking
+            back). False for a transactional source (``lattice.v0``, ``market.in.v0``): commit
+            markers and aborted records leave holes, so a gap is accepted and only
+            re-deliveries are dropped.
     """
 
     def __init__(
@@ -144,8 +149,11 @@ class EosStage:
         flush: Callable[[int], Awaitable[None]],
         forget: Callable[[], None],
         stall_timeout_s: float = STALL_TIMEOUT_S,
+        *,
+        contiguous: bool = True,
     ) -> None:
         self.app = app
+        self.contiguous = contiguous
         self.source_topic = source_topic
         self.lock = asyncio.Lock()
         self.stall_timeout_s = stall_timeout_s
@@ -231,6 +239,8 @@ class EosStage:
         if offset < expected:
             EOS_REDELIVERED.labels(self.source_topic).inc()
             return False
+        if not self.contiguous:  # a commit marker or an aborted record: not a lost record
+            return True
         return await self._on_gap(partition, expected, offset)
 
     async def _on_gap(self, partition: int, expected: int, offset: int) -> bool:

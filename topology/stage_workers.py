@@ -135,8 +135,14 @@ class _Stage:
         self.table = self.app.Table(table, partitions=partitions, key_type=bytes, value_type=bytes)
         self.stores: dict[int, TableStore] = {}
         self.codecs: dict[str, AvroCodec] = {}
+        # Both sources are written in transactions: their offsets have holes (commit markers).
         self.eos = EosStage(
-            self.app, source, self._flush_partition, self._forget, options.stall_timeout_s
+            self.app,
+            source,
+            self._flush_partition,
+            self._forget,
+            options.stall_timeout_s,
+            contiguous=False,
         )
         self.app.agent(self.source, name=name)(self._agent)
 
