@@ -187,16 +187,6 @@ def _diff(stack: StackSettings, topic: str, got: Message, want: Message) -> str:
     return f"partition {want.partition()} {where}: (got, want) {fields}"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known open defect (issue 4 stays open): 1 of 5 looped runs on 2026-11-24 stalled after"
-        " a restart (changelog produce retried with NotEnoughReplicasError, no InitProducerId"
-        " logged by the broker for the new process, no progress until the timeout); no run"
-        " committed different bytes since EosStage commits processed offsets (docs/lattice.md)."
-        " The assertion below prints the first differing record if that ever comes back."
-    ),
-)
 def test_kill_9_at_random_points_commits_identical_bytes(
     stack: StackSettings,
     raw_input: dict[int, int],
