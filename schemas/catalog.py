@@ -41,6 +41,11 @@ class TopicSchema:
         return f"{self.topic}-value"
 
 
+def body_wrapped(topic: str) -> bool:
+    """True when ``topic``'s value is a record with one ``body`` union (``{"body": value}``)."""
+    return [f["name"] for f in load(topic).parsed["fields"]] == ["body"]
+
+
 def available_topics() -> tuple[str, ...]:
     """Return the topics that ship a value schema, sorted."""
     return tuple(sorted(p.name.removesuffix(".avsc") for p in AVRO_DIR.glob("*.avsc")))

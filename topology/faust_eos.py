@@ -208,6 +208,29 @@ class EosStage:
             task.print_stack(limit=12, file=out)
         return out.getvalue()
 
+    async def process(
+        self, stream: Any, handle: Callable[[int, int, bytes | None, bytes], Awaitable[None]]
+    ) -> None:
+        """The agent loop of a stage: per record, under the lock, admit, ``handle``, done.
+
+        ``handle(partition, offset, key, value)`` stages the record's effects and sends its
+        outputs with :meth:`send`. An :class:`OffsetGapError` crashes the worker.
+        """
+        async for event in stream.events():
+            message = event.message
+            partition, offset = message.partition, message.offset
+            async with self.hold(f"{self.source_topic}/{partition}@{offset}"):
+                try:
+                    admitted = await self.admit(partition, offset)
+                except OffsetGapError as exc:
+                    log.error("%s", exc)
+                    await self.app.crash(exc)
+                    raise
+                if not admitted:
+                    continue
+                await handle(partition, offset, message.key, event.value)
+                self.done(partition, offset)
+
     def transactional_id(self, source_partition: int) -> str:
         """The transactional id Faust gives the source partition's producer."""
         group = self.app.assignor.group_for_topic(self.source_topic)

@@ -30,7 +30,7 @@ from schemas.wire import AvroCodec
 from state.store import KeyValueStore
 from topology import spec
 from topology.driver import LATTICE_STORES, RAW_TOPIC
-from topology.faust_eos import STALL_TIMEOUT_S, EosStage, OffsetGapError, TableStore
+from topology.faust_eos import STALL_TIMEOUT_S, EosStage, TableStore
 
 log = logging.getLogger(__name__)
 
@@ -190,19 +190,7 @@ class LatticeWorker:
                 await self.eos.send(partition, store.changelog_topic, key, value, partition)
 
     async def _agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            async with self.eos.hold(f"{RAW_TOPIC}/{message.partition}@{message.offset}"):
-                try:
-                    admitted = await self.eos.admit(message.partition, message.offset)
-                except OffsetGapError as exc:
-                    log.error("lattice: %s", exc)
-                    await self.app.crash(exc)
-                    raise
-                if not admitted:
-                    continue
-                await self._handle(message.partition, message.offset, message.key, event.value)
-                self.eos.done(message.partition, message.offset)
+        await self.eos.process(stream, self._handle)
 
     async def _handle(self, partition: int, offset: int, key: bytes | None, data: bytes) -> None:
         started = time.perf_counter()

@@ -90,10 +90,7 @@ class PipelineDriver(TopologyTestDriver):
                 ("lattice.v0", "market.snapshot.v0", "universe.v0", detect.EVENTS_TOPIC)
             )
         }
-        self._wrapped = {
-            t: [f["name"] for f in catalog.load(t).parsed["fields"]] == ["body"]
-            for t in self.stage_codecs
-        }
+        self._wrapped = {t: catalog.body_wrapped(t) for t in self.stage_codecs}
         self.stage_dead_letters: list[tuple[str, dict[str, Any], str]] = []
         #: Every detector step that triggered something: triggers, emissions, suppressions.
         self.reports: list[detect.StepReport] = []

@@ -37,7 +37,7 @@ from schemas.errors import WireFormatError
 from schemas.events import violations
 from schemas.wire import AvroCodec
 from topology import spec
-from topology.faust_eos import EosStage, OffsetGapError, TableStore
+from topology.faust_eos import EosStage, TableStore
 from topology.lattice_worker import WorkerOptions, build_app, run_app
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,6 @@ def _codecs(registry_url: str, topics: tuple[str, ...]) -> dict[str, AvroCodec]:
         return {t: registry.codec(t) for t in topics}
 
 
-def _wrapped(topic: str) -> bool:
-    return [f["name"] for f in catalog.load(topic).parsed["fields"]] == ["body"]
-
-
 class _Stage:
     """What both workers share: the app, the EOS stage, dead letters, encode and send."""
 
@@ -167,19 +163,7 @@ class _Stage:
         raise NotImplementedError
 
     async def _agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            async with self.eos.hold(f"{self.source_topic}/{message.partition}@{message.offset}"):
-                try:
-                    admitted = await self.eos.admit(message.partition, message.offset)
-                except OffsetGapError as exc:
-                    log.error("%s: %s", self.source_topic, exc)
-                    await self.app.crash(exc)
-                    raise
-                if not admitted:
-                    continue
-                await self._handle(message.partition, message.offset, message.key, event.value)
-                self.eos.done(message.partition, message.offset)
+        await self.eos.process(stream, self._handle)
 
     async def _handle(self, partition: int, offset: int, key: bytes | None, data: bytes) -> None:
         raise NotImplementedError
@@ -188,7 +172,7 @@ class _Stage:
         self, source_partition: int, topic: str, key: bytes | None, partition: int, value: Any
     ) -> bytes:
         codec = self.codecs[topic]
-        data = codec.encode({"body": value} if _wrapped(topic) else value)
+        data = codec.encode({"body": value} if catalog.body_wrapped(topic) else value)
         await self.eos.send(source_partition, topic, key, data, partition)
         return data
 

@@ -32,7 +32,6 @@ sends it to ``alpha.events.dlq``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,10 +52,12 @@ from processors.detect.types import (
 )
 from schemas.errors import AlphaError
 from schemas.ids import partition_for
+from state.codec import json_codec
 from state.store import KeyValueStore
 
 EVENTS_TOPIC = "alpha.events.v0"
 STORE = "detect.state.v1"
+_CODEC = json_codec(STORE)
 _STATE_VERSION = 1
 
 
@@ -81,18 +82,6 @@ class StepReport:
     triggers: list[Trigger] = field(default_factory=list)
     emissions: list[Emission] = field(default_factory=list)
     suppressions: list[Suppression] = field(default_factory=list)
-
-
-def _dumps(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _loads(data: bytes | None) -> Any:
-    if data is None:
-        return None
-    if data[:1] != b"\x01":
-        raise AlphaError(f"{STORE}: unknown state codec version byte {data[:1]!r}")
-    return json.loads(data[1:])
 
 
 def kind_of(body: Mapping[str, Any]) -> str:
@@ -143,7 +132,8 @@ class DetectorProcessor:
     # ----------------------------------------------------------------- state
     def _get(self, key: bytes) -> Any:
         if key not in self._cache:
-            self._cache[key] = _loads(self._store.get(key))
+            data = self._store.get(key)
+            self._cache[key] = None if data is None else _CODEC.decode(data)
         return self._cache[key]
 
     def _put(self, key: bytes, value: Any) -> None:
@@ -152,7 +142,7 @@ class DetectorProcessor:
 
     def flush(self) -> int:
         """Write every changed state value to the store; return how many were written."""
-        batch = {k: _dumps(self._cache[k]) for k in sorted(self._dirty)}
+        batch = {k: _CODEC.encode(self._cache[k]) for k in sorted(self._dirty)}
         if batch:
             self._store.apply(batch)
         self._dirty.clear()

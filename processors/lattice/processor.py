@@ -20,7 +20,6 @@ is then restored from the committed changelog.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from processors.lattice.clock import ClockState, Seal, TickFate, advance, fate, 
 from processors.lattice.features import TF_MS, TF_SYMBOL, finish, fold, summarize_minute
 from processors.lattice.minute import Carry, MinuteAcc, build_bar
 from schemas.errors import AlphaError
+from state.codec import json_codec
 from state.store import KeyValueStore
 
 LATTICE_TOPIC = "lattice.v0"
@@ -147,16 +147,11 @@ def _add(acc: MinuteAcc, kind: str, ts: int, body: Mapping[str, Any]) -> None:
         acc.add_candle(body)
 
 
-def _dumps(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+_STATE = json_codec("lattice state")
 
 
 def _loads(data: bytes | None) -> Any:
-    if data is None:
-        return None
-    if data[:1] != b"\x01":
-        raise ValueError(f"lattice state version {data[:1]!r} unknown to this code")
-    return json.loads(data[1:])
+    return None if data is None else _STATE.decode(data)
 
 
 class LatticeProcessor:
@@ -200,7 +195,7 @@ class LatticeProcessor:
         by_store: dict[str, dict[bytes, bytes | None]] = {}
         for name, key in sorted(self._dirty):
             value = self._cache[(name, key)]
-            data = value if name == "sketch" else (None if value is None else _dumps(value))
+            data = value if name == "sketch" else (None if value is None else _STATE.encode(value))
             by_store.setdefault(name, {})[key] = data
         for name, batch in by_store.items():
             self._store(name).apply(batch)

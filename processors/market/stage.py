@@ -7,17 +7,17 @@ at a restart; a processor rebuilt from it continues bit-identically.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from packs.universe import UniversePolicy
 from processors.market.snapshot import MarketProcessor
 from schemas.errors import AlphaError
+from state.codec import json_codec
 from state.store import KeyValueStore
 
 STORE = "market.state.v1"
 KEY = b"market"
-_CODEC = b"\x01"
+_CODEC = json_codec(STORE)
 
 
 def load_market(
@@ -26,16 +26,14 @@ def load_market(
     """Return the processor saved in ``store``, or a fresh one.
 
     Raises:
-        AlphaError: The stored value has an unknown codec byte, or was saved for another
-            number of ``lattice.v0`` partitions (the stage would wait for partitions forever or
-            ignore some).
+        AlphaError: The stored value has an unknown version (``StateVersionError``), or was
+            saved for another number of ``lattice.v0`` partitions (the stage would wait for
+            partitions forever or ignore some).
     """
     data = store.get(KEY)
     if data is None:
         return MarketProcessor(policy, partitions, spike_events=spike_events)
-    if data[:1] != _CODEC:
-        raise AlphaError(f"{STORE}: unknown state codec byte {data[:1]!r}")
-    state: dict[str, Any] = json.loads(data[1:])
+    state: dict[str, Any] = _CODEC.decode(data)
     if int(state["partitions"]) != partitions:
         raise AlphaError(
             f"{STORE}: state was built for {state['partitions']} lattice partitions, not"
@@ -46,5 +44,4 @@ def load_market(
 
 def save_market(proc: MarketProcessor, store: KeyValueStore) -> None:
     """Write the processor's state to ``store``."""
-    text = json.dumps(proc.to_state(), sort_keys=True, separators=(",", ":"))
-    store.put(KEY, _CODEC + text.encode())
+    store.put(KEY, _CODEC.encode(proc.to_state()))

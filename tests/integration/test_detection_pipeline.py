@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka import Message, Producer
 
 from connectors.registry import SchemaRegistry
 from packs.detector import load_detector_pack
-from packs.feature import PACK_DIR, load_feature_pack
+from packs.feature import load_feature_pack
 from processors.detect.events import Provenance
 from schemas import raw
 from schemas.errors import WireFormatError
@@ -35,6 +34,7 @@ from schemas.events import to_json
 from schemas.wire import AvroCodec
 from tests.conftest import require_stack
 from tests.kit.kafka import end_offsets, read_between
+from tests.kit.lattice import pack_file as write_pack
 from tests.kit.stack import alpha, running_stack
 from tests.kit.workers import WorkerProcess, committed, wait_until
 from topology.pipeline_driver import PipelineDriver
@@ -56,11 +56,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
 
 @pytest.fixture(scope="module")
 def pack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = yaml.safe_load((PACK_DIR / "v1.0.yaml").read_text())
-    data["baselines"]["min_samples"] = MIN_SAMPLES
-    path = tmp_path_factory.mktemp("pack") / "feature-test.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    """v1.0 with a short warm-up, so baselines are warm long before the run ends."""
+    return write_pack(tmp_path_factory.mktemp("pack"), MIN_SAMPLES)
 
 
 def _worker(stack: StackSettings, tmp: Path, role: str, group: str, *extra: str) -> WorkerProcess:

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka import Message, Producer
 
 from connectors.registry import SchemaRegistry
-from packs.feature import PACK_DIR, load_feature_pack
+from packs.feature import load_feature_pack
 from schemas import raw
 from schemas.errors import WireFormatError
 from tests.conftest import require_stack
 from tests.kit.kafka import end_offsets, read_between
+from tests.kit.lattice import pack_file as write_pack
 from tests.kit.stack import alpha, running_stack
 from tests.kit.workers import WorkerProcess, committed, consumed_share, wait_until
 from topology.driver import TopologyTestDriver
@@ -47,12 +47,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
 
 @pytest.fixture(scope="module")
 def pack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """v1.0 with a 30-sample warm-up, so baselines are warm long before the run ends."""
-    data = yaml.safe_load((PACK_DIR / "v1.0.yaml").read_text())
-    data["baselines"]["min_samples"] = MIN_SAMPLES
-    path = tmp_path_factory.mktemp("pack") / "feature-test.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    """v1.0 with a short warm-up, so baselines are warm long before the run ends."""
+    return write_pack(tmp_path_factory.mktemp("pack"), MIN_SAMPLES)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,12 @@ same double, so a hand computation in floats matches the lattice bit for bit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from packs.feature import FeaturePack, load_feature_pack
+import yaml
+
+from packs.feature import PACK_DIR, FeaturePack, load_feature_pack
 from schemas import raw
 from topology.driver import TopologyTestDriver
 
@@ -42,6 +45,18 @@ def small_pack(min_samples: int = 3, **changes: Any) -> FeaturePack:
     data["baselines"]["min_samples"] = min_samples
     data.update(changes)
     return FeaturePack.model_validate(data)
+
+
+def pack_file(directory: Path, min_samples: int) -> Path:
+    """Write the shipped feature pack with ``baselines.min_samples`` set; return its path.
+
+    For workers, which load packs from files (``--feature-pack``).
+    """
+    data = yaml.safe_load((PACK_DIR / "v1.0.yaml").read_text())
+    data["baselines"]["min_samples"] = min_samples
+    path = directory / "feature-test.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 def driver(pack: FeaturePack | None = None, *, flush_every: int = 1) -> TopologyTestDriver:
