@@ -294,6 +294,11 @@ class DetectorPack(Pack):
     gates: Gates
     detectors: Detectors
     tiers: dict[Tier, TierOverride]
+    sectors: dict[str, str] = Field(
+        default_factory=dict,
+        description="Symbol -> sector tag for rot.rs_flip_sector_m_15 (§9.7 'if sectors tagged');"
+        " untagged symbols count in no sector.",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> DetectorPack:

@@ -128,16 +128,24 @@ def run_synthetic(
     assets: int,
     minutes: int,
     seed: int,
+    inject_at_minute: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
-    """Generate a seeded scenario into ``md.raw.v0``; return record counts by kind."""
+    """Generate a seeded scenario into ``md.raw.v0``; return record counts by kind.
+
+    ``inject_at_minute`` None is the generator's default (``default_inject_minute``).
+    """
     from connectors.synthetic.generator import VENUE, generate, symbols
 
     for symbol in symbols(assets):
         ctx.assets.resolve(VENUE, "perp", symbol)
     clock = HeartbeatClock()
     counts: dict[str, int] = {}
-    for n, value in enumerate(generate(scenario, assets=assets, minutes=minutes, seed=seed)):
+    for n, value in enumerate(
+        generate(
+            scenario, assets=assets, minutes=minutes, seed=seed, inject_at_minute=inject_at_minute
+        )
+    ):
         ctx.sink.send(value)
         kind = raw.kind_of(value)
         counts[kind] = counts.get(kind, 0) + 1

@@ -61,6 +61,7 @@ def _cmd_synthetic(args: argparse.Namespace, settings: StackSettings) -> int:
             assets=args.assets,
             minutes=args.minutes,
             seed=args.seed,
+            inject_at_minute=args.inject_at,
             on_progress=on_progress,
         )
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -112,6 +113,12 @@ def add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     synthetic.add_argument("--assets", type=int, default=35)
     synthetic.add_argument("--minutes", type=int, default=300)
     synthetic.add_argument("--seed", type=int, default=7)
+    synthetic.add_argument(
+        "--inject-at",
+        type=int,
+        metavar="MINUTE",
+        help="run minute of the injection (default max(minutes-60, 0.7*minutes))",
+    )
     synthetic.set_defaults(func=_cmd_synthetic)
 
     live = actions.add_parser("hyperliquid", help="the live Hyperliquid connector (WS + REST)")

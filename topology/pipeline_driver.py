@@ -55,7 +55,6 @@ class PipelineDriver(TopologyTestDriver):
         stores: State stores by name (default: fresh memory stores for every stage).
         provenance: Stamped on events (default: :data:`DRIVER_PROVENANCE` with the pack's
             version and hash).
-        sectors: Symbol -> sector tag for the sector-flip detector.
         partitions: Partitions of ``md.raw.v0`` and ``lattice.v0``.
         flush_every: Flush state after this many raw records (1 = strictest round-trips).
     """
@@ -68,7 +67,6 @@ class PipelineDriver(TopologyTestDriver):
         stores: Mapping[str, KeyValueStore] | None = None,
         *,
         provenance: Provenance | None = None,
-        sectors: Mapping[str, str] | None = None,
         partitions: int | None = None,
         flush_every: int = 1,
     ) -> None:
@@ -83,7 +81,6 @@ class PipelineDriver(TopologyTestDriver):
             detector_hash=self.detector_pack.hash(),
             git_commit=DRIVER_PROVENANCE.git_commit,
         )
-        self.sectors = dict(sectors or {})
         self.stage_codecs = {
             t: AvroCodec(catalog.load(t).parsed, 100 + i)
             for i, t in enumerate(
@@ -105,7 +102,6 @@ class PipelineDriver(TopologyTestDriver):
             self.pack,
             self.stores,
             self.provenance,
-            self.sectors,
             event_partitions=_partitions(detect.EVENTS_TOPIC),
         )
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -246,13 +245,11 @@ class DetectorWorker(_Stage):
         self,
         options: WorkerOptions,
         pack: DetectorPack | None = None,
-        sectors: Mapping[str, str] | None = None,
     ) -> None:
         partitions = spec.topic(LATTICE).partitions
         super().__init__(options, LATTICE, detect.STORE, partitions, "detector")
         self.pack = pack or load_detector_pack()
         self.feature_pack = options.pack or load_feature_pack()
-        self.sectors = dict(sectors or {})
         self.provenance = Provenance(
             producer=producer_name(),
             detector_pack=self.pack.version,
@@ -274,7 +271,6 @@ class DetectorWorker(_Stage):
                 self.feature_pack,
                 {detect.STORE: self._store(partition)},
                 self.provenance,
-                self.sectors,
                 event_partitions=spec.topic(EVENTS).partitions,
             )
         return proc

@@ -210,7 +210,9 @@ def _inject(market: Market, scenario: Scenario, inject: int) -> None:
         "spread": market.spread_x,
         "depth": market.depth_x,
     }
-    for e in scenario.effects:
+    # Noise first: it scales the drawn moves, never an injected ramp.
+    effects = sorted(scenario.effects, key=lambda e: e.channel != "noise")
+    for e in effects:
         a = max(inject + e.start_min, 0)
         b = min(inject + e.start_min + e.minutes, minutes)
         if a >= b:
@@ -226,6 +228,8 @@ def _inject(market: Market, scenario: Scenario, inject: int) -> None:
             market.funding[rows, a:b] += e.value
         elif e.channel == "buy_share":
             market.buy_share[rows, a:b] = e.value
+        elif e.channel == "noise":
+            market.log_mid[rows, a * 60 : b * 60] *= e.value
         elif e.channel == "silence":
             market.silent[rows, a:b] = e.value > 0
         else:

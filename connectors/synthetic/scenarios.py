@@ -24,8 +24,10 @@ Channel = Literal[
     "spread",
     "depth",
     "silence",
+    "noise",
 ]
-Target = Literal["leader", "follower", "thin", "followers", "all"]
+#: Who an effect changes; an int is one asset by index (clipped to the universe).
+Target = Literal["leader", "follower", "thin", "followers", "all"] | int
 
 #: Detector ids of spec 002 Appendix B that the scenarios name.
 VOL_SPIKE = "spike.vol_spike_m_1"
@@ -44,7 +46,12 @@ PRICE_UP_CVD_DOWN = "div.price_up_cvd_down_m_5"
 PREMIUM_NO_OI = "div.premium_no_oi_m_5"
 # The spec writes ``sync.basket_shock_Δt_5s``; ids stay ASCII for topics, metrics and SQL.
 BASKET_SHOCK = "sync.basket_shock_dt_5s"
+PRICE_FLAT_CVD_TREND = "div.price_flat_cvd_trend_m_5"
 LEADER_COOLING = "rot.leader_cooling_followers_hot_m_15"
+SECTOR_FLIP = "rot.rs_flip_sector_m_15"
+#: The sector tags the rotation scenarios assume (spec 002 §9.7 "if sectors tagged"): asset 0 and
+#: 1 are ``major``, asset 2 ``defi``, asset 3 ``meme``; the detector pack's ``sectors`` must say so.
+SYNTHETIC_SECTORS = {"SYN00": "major", "SYN01": "major", "SYN02": "defi", "SYN03": "meme"}
 
 
 class SyntheticError(AlphaError, ValueError):
@@ -68,10 +75,13 @@ class Effect:
             ``buy_share``: taker-buy share of the prints (otherwise about 0.5). ``spread``,
             ``depth``: multipliers of the quoted spread and of resting size. ``silence`` (1.0):
             no trades, BBO or book updates (one last BBO and book at the start of the silence
-            show the collapsed depth); the context poll goes on.
+            show the collapsed depth); the context poll goes on. ``noise``: multiplier of the
+            asset's own second-by-second price moves (market factor and idiosyncratic), applied
+            before any ``ret`` ramp (0.05 pins the price).
         value: The amount, in the channel's unit above.
         target: ``leader`` (asset 0), ``follower`` (asset 1), ``thin`` (the last asset, the
-            smallest by traded notional), ``followers`` (every asset but 0) or ``all``.
+            smallest by traded notional), ``followers`` (every asset but 0), ``all``, or an
+            asset index.
         start_min: First affected minute, relative to the injection minute (may be negative).
         minutes: How many minutes it lasts.
     """
@@ -117,6 +127,8 @@ class Scenario:
 
 def target_indices(target: Target, assets: int) -> tuple[int, ...]:
     """Return the asset indices a target names in a universe of ``assets`` assets."""
+    if isinstance(target, int):
+        return (min(target, assets - 1),)
     if target == "leader":
         return (0,)
     if target == "follower":
@@ -288,17 +300,105 @@ _ALL: tuple[Scenario, ...] = (
         min_assets=4,
     ),
     _s(
+        "accumulation",
+        "SYN01 is absorbed: its price is pinned (5% of its usual moves) for 8 minutes while taker"
+        " buys dominate (buy share 0.8) on 2x volume: CVD climbs, price does not.",
+        (PRICE_FLAT_CVD_TREND,),
+        "5m windows ending at about m+4..m+8 (flat price, CVD slope over the window)",
+        Effect("noise", 0.05, minutes=8),
+        Effect("buy_share", 0.8, minutes=8),
+        Effect("volume", 2.0, minutes=8),
+    ),
+    _s(
         "leader_cooling",
-        "The leader runs hot for 15 minutes (+1.2%, 2.5x volume), then goes flat on half its"
-        " volume for 30 minutes while every follower climbs +2.5% on 2.5x volume.",
+        "The leader runs hot for 15 minutes (+1.5%, 2.5x volume), then cools in two steps: flat"
+        " on its usual volume for 15 minutes, then -1% on 0.4x volume for 15 more; meanwhile every"
+        " follower climbs +1% and then +2% (1.5x, then 2.5x volume). Two falling 15m bars of the"
+        " leader against two rising bars of the followers' RS.",
         (LEADER_COOLING,),
-        "15m bars closing at about m+15 and m+30 (two-bar divergence)",
-        Effect("ret", 0.012, "leader", start_min=-15, minutes=15),
+        "the 15m bar closing at m+30 (buckets m-15..m-1, m..m+14, m+15..m+29)",
+        Effect("ret", 0.015, "leader", start_min=-15, minutes=15),
         Effect("volume", 2.5, "leader", start_min=-15, minutes=15),
-        Effect("volume", 0.5, "leader", minutes=30),
-        Effect("ret", 0.025, "followers", minutes=30),
-        Effect("volume", 2.5, "followers", minutes=30),
+        Effect("ret", -0.01, "leader", start_min=15, minutes=15),
+        Effect("volume", 0.4, "leader", start_min=15, minutes=15),
+        Effect("ret", 0.01, "followers", minutes=15),
+        Effect("volume", 1.5, "followers", minutes=15),
+        Effect("ret", 0.02, "followers", start_min=15, minutes=15),
+        Effect("volume", 2.5, "followers", start_min=15, minutes=15),
         Effect("buy_share", 0.58, "followers", minutes=30),
+    ),
+    _s(
+        "sector_rotation",
+        "Sectors as in SYNTHETIC_SECTORS. The major sector (assets 0 and 1) leads for 15 minutes"
+        " (+1.2% each, 2x volume); then it falls -1.2% over 15 minutes while defi and meme (assets"
+        " 2 and 3) climb +1.5% on 2x volume: the former top sector drops to the bottom.",
+        (SECTOR_FLIP,),
+        "the 15m bar closing at m+15 (buckets m-15..m-1 and m..m+14)",
+        Effect("ret", 0.012, "leader", start_min=-15, minutes=15),
+        Effect("ret", 0.012, "follower", start_min=-15, minutes=15),
+        Effect("volume", 2.0, "leader", start_min=-15, minutes=15),
+        Effect("volume", 2.0, "follower", start_min=-15, minutes=15),
+        Effect("ret", -0.012, "leader", minutes=15),
+        Effect("ret", 0.015, "followers", minutes=15),
+        Effect("ret", -0.027, "follower", minutes=15),
+        Effect("volume", 2.0, "followers", minutes=15),
+        min_assets=4,
+    ),
+)
+
+
+def _shifted(name: str, shift: int, target: Target | None = None) -> tuple[Effect, ...]:
+    """Return a scenario's effects moved ``shift`` minutes later (and onto ``target``)."""
+    base = next(s for s in _ALL if s.name == name)
+    return tuple(
+        Effect(
+            e.channel,
+            e.value,
+            e.target if target is None else target,
+            e.start_min + shift,
+            e.minutes,
+        )
+        for e in base.effects
+    )
+
+
+#: One run in which every detector of Appendix B fires, for the end-to-end test on the real
+#: broker (one pipeline run instead of one per scenario). Timeline relative to the injection
+#: minute m: the rotation of ``leader_cooling`` and ``sector_rotation`` together over m-15..m+29;
+#: then three slots of single-asset patterns, each on a different asset so no minute has every
+#: asset spiking; the basket shock last.
+#: Minutes a catalogue run needs with m = 45 (the basket shock at m + 67 and its 5m windows).
+CATALOGUE_MINUTES = 120
+CATALOGUE_SLOTS: tuple[tuple[int, tuple[tuple[str, Target], ...]], ...] = (
+    (31, (("oi_build_long", 1), ("volume_spike", 2), ("spread_blowout", 0))),
+    (43, (("short_squeeze", 1), ("basis_jolt", 2), ("absorption", 3), ("funding_jolt", 0))),
+    (55, (("long_liquidation", 1), ("oi_build_short", 2), ("accumulation", 3))),
+    (67, (("basket_shock", "all"),)),
+)
+_ALL = (
+    *_ALL,
+    Scenario(
+        "catalogue",
+        "Every detector in one run (4 assets, about 120 minutes with m = 45): the rotation of"
+        " leader_cooling and sector_rotation, then volume_spike, oi_build_long, spread_blowout,"
+        " short_squeeze, basis_jolt, absorption, funding_jolt, long_liquidation, oi_build_short,"
+        " accumulation on single assets (CATALOGUE_SLOTS), then a basket_shock.",
+        tuple(sorted({d for s in _ALL for d in s.detectors})),
+        "rotation at m+14 and m+29; each slot's pattern within about 15 minutes of its start",
+        (
+            *_shifted("leader_cooling", 0),
+            # The sector flip's moves of assets 1..3 only: the leader cools as in leader_cooling.
+            *(e for e in _shifted("sector_rotation", 0) if e.target != "leader"),
+            # The flip lifts defi and meme in m..m+14: the followers must climb harder after.
+            Effect("ret", 0.02, "followers", start_min=15, minutes=15),
+            *(
+                e
+                for shift, slot in CATALOGUE_SLOTS
+                for name, target in slot
+                for e in _shifted(name, shift, target)
+            ),
+        ),
+        min_assets=4,
     ),
 )
 
@@ -311,6 +411,7 @@ ALIASES: dict[str, str] = {
     "spread_stress": "spread_blowout",
     "false_spike": "low_liquidity_false_spike",
     "rotation": "leader_cooling",
+    "sector_flip": "sector_rotation",
 }
 
 

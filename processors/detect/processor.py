@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from packs.detector import DetectorPack
+from packs.detector import DetectorPack, Tier
 from packs.feature import FeaturePack
 from processors.detect.catalogue import evaluate, guard_limits
 from processors.detect.events import Provenance, build_event
@@ -103,7 +103,6 @@ class DetectorProcessor:
         feature_pack: The feature pack (its §8.3 illiquidity guard, for the §10.7 penalties).
         stores: ``detect.state.v1``.
         provenance: Stamped on every event.
-        sectors: Symbol -> sector tag (the sector-flip detector fires only with tags).
         event_partitions: Partitions of ``alpha.events.v0`` (events are keyed by asset_uid).
     """
 
@@ -113,14 +112,14 @@ class DetectorProcessor:
         feature_pack: FeaturePack,
         stores: Mapping[str, KeyValueStore],
         provenance: Provenance,
-        sectors: Mapping[str, str] | None = None,
         event_partitions: int = 8,
     ) -> None:
         self.pack = pack
         self.illiquidity = feature_pack.illiquidity
         self.scorer = Scorer(pack)
         self.provenance = provenance
-        self.sectors = dict(sectors or {})
+        #: Symbol -> sector tag, from the pack (so it is in config_hash).
+        self.sectors = dict(pack.sectors)
         self.event_partitions = event_partitions
         self._store = stores[STORE]
         self._cache: dict[bytes, Any] = {}
@@ -325,6 +324,7 @@ class DetectorProcessor:
                 market=market,
                 is_in_universe=member.get("is_in_universe"),
                 is_hot=member.get("is_hot"),
+                tier=_tier(member.get("tier")),
                 sectors=self.sectors,
                 v_min=v_min,
                 spread_cap=spread_cap,
@@ -353,3 +353,8 @@ class DetectorProcessor:
     def _history(self, uid: int) -> AssetHistory:
         data = self._get(b"a:%d" % uid)
         return AssetHistory() if data is None else AssetHistory.from_state(data)
+
+
+def _tier(value: Any) -> Tier:
+    """Return the frame's tier of an asset (``mid`` when absent or unknown)."""
+    return value if value in ("top", "mid", "tail") else "mid"

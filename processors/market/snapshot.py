@@ -317,6 +317,7 @@ class MarketProcessor:
         self, rows: list[dict[str, Any]], rs: Mapping[int, tuple[float, bool, bool]], p: int
     ) -> list[dict[str, Any]]:
         assets = []
+        tiers = self.universe.tiers()
         for r in rows:
             if r["partition"] != p:
                 continue
@@ -331,6 +332,7 @@ class MarketProcessor:
                     "rs_incomplete": None if score is None else score[1],
                     "is_in_universe": in_universe,
                     "is_hot": is_hot,
+                    "tier": tiers.get(uid, "mid"),
                 }
             )
         return assets

@@ -123,6 +123,21 @@ class Universe:
         """Return the asset_uids detectors run for: members and hot assets."""
         return set(self.members) | set(self.hotlist)
 
+    def tiers(self) -> dict[int, str]:
+        """Return the D.7 liquidity tier of every tracked asset, by dollar volume over L1.
+
+        decile = ceil(10 * rank / n) (rank 1 = most dollar volume, ties by asset_uid): ``top``
+        for decile 1, ``tail`` for decile 10, else ``mid``. Fewer than 10 assets have no top
+        decile; the least liquid asset is always in the tail.
+        """
+        ranks = _rank_desc({uid: self.dv_l1(uid) for uid in self.assets})
+        n = len(ranks)
+        out: dict[int, str] = {}
+        for uid, rank in ranks.items():
+            decile = -(-10 * rank // n)
+            out[uid] = "top" if decile == 1 else "tail" if decile == 10 else "mid"
+        return out
+
     def dv_l1(self, asset_uid: int) -> float:
         """Return the asset's dollar volume over the last L1 minutes (0 if untracked)."""
         asset = self.assets.get(asset_uid)

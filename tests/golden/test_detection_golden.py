@@ -9,8 +9,9 @@ rewrites the file; review the diff before committing it.
 
 Beside the frozen bytes, the behaviour each detector owes its scenario is asserted (positive:
 the injection makes the detector fire on the target; negative: the low-liquidity false spike,
-the warm-up and the dead book's stale minutes must not fire). Known gap: the rotation detectors
-(leader cooling, sector flip) do not fire on any scenario yet (docs/detection.md).
+the warm-up and the dead book's stale minutes must not fire). Every one of the 19 subtypes has its
+scenario. The sectors are :data:`connectors.synthetic.scenarios.SYNTHETIC_SECTORS`, in the
+detector pack (so they are in ``config_hash``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ from typing import Any
 import pytest
 
 from connectors.synthetic.generator import DEFAULT_START_TS, generate
-from connectors.synthetic.scenarios import SCENARIOS
+from connectors.synthetic.scenarios import (
+    CATALOGUE_MINUTES,
+    CATALOGUE_SLOTS,
+    SCENARIOS,
+    SYNTHETIC_SECTORS,
+)
+from packs.detector import SUBTYPE_FAMILY, load_detector_pack
 from tests.kit.lattice import small_pack
+from tests.kit.packs import changed
 from topology.pipeline_driver import PipelineDriver
 
 GOLDEN = Path(__file__).with_name("detection.json")
 ASSETS, MINUTES, SEED, INJECT, WARMUP = 4, 77, 7, 45, 30
-SECTORS = {"SYN00": "l1", "SYN01": "l1", "SYN02": "defi", "SYN03": "defi"}
+DETECTOR_PACK = changed(load_detector_pack(), sectors=SYNTHETIC_SECTORS)
 TARGET, THIN = "SYN01", "SYN03"
 #: subtype -> the scenario whose injection makes it fire on the target (SYN01).
 FIRES = {
@@ -51,7 +59,21 @@ FIRES = {
     "price_up_cvd_down_m_5": "absorption",
     "premium_no_oi_m_5": "basis_jolt",
     "basket_shock_dt_5s": "basket_shock",
+    "price_flat_cvd_trend_m_5": "accumulation",
+    "leader_cooling_followers_hot_m_15": "leader_cooling",
+    "rs_flip_sector_m_15": "sector_rotation",
 }
+#: Where a detector fires if not on the target: market-wide ones on the leader's row (None: any
+#: asset), leader cooling on the row of the leader that cooled.
+ON = {
+    "basket_shock_dt_5s": None,
+    "rs_flip_sector_m_15": None,
+    "leader_cooling_followers_hot_m_15": "SYN00",
+}
+#: The 15m detectors judge whole buckets after the injection: their last chance is later.
+LATEST = {"leader_cooling_followers_hot_m_15": INJECT + 30}
+#: Scenarios that need a longer run (the catalogue's last slot is at INJECT + 67).
+LONGER = {"catalogue": CATALOGUE_MINUTES}
 Event = tuple[int, str, str, int, int, str, str]
 
 
@@ -62,9 +84,13 @@ def minute_of(exchange_ts: int) -> int:
 
 def run(scenario: str) -> tuple[list[Event], PipelineDriver]:
     """Run one scenario; return its events in golden form and the driver."""
-    values = generate(scenario, assets=ASSETS, minutes=MINUTES, seed=SEED, inject_at_minute=INJECT)
+    minutes = LONGER.get(scenario, MINUTES)
+    values = generate(scenario, assets=ASSETS, minutes=minutes, seed=SEED, inject_at_minute=INJECT)
     driver = PipelineDriver(
-        small_pack(min_samples=WARMUP), partitions=2, flush_every=10_000, sectors=SECTORS
+        small_pack(min_samples=WARMUP),
+        detector_pack=DETECTOR_PACK,
+        partitions=2,
+        flush_every=10_000,
     )
     driver.pipe_stream(values)
     driver.flush()
@@ -132,11 +158,25 @@ def _new_on(runs: Any, scenario: str, symbol: str | None) -> set[tuple[int, str,
 
 @pytest.mark.parametrize(("subtype", "scenario"), sorted(FIRES.items()))
 def test_the_injection_makes_its_detector_fire(runs: Any, subtype: str, scenario: str) -> None:
-    symbol = None if subtype == "basket_shock_dt_5s" else TARGET
+    symbol = ON.get(subtype, TARGET)
     new = _new_on(runs, scenario, symbol)
     hits = sorted(m for m, _s, t in new if t == subtype)
     assert hits, f"{subtype} never fired on {symbol or 'any asset'} in {scenario}: {sorted(new)}"
-    assert INJECT - 1 <= hits[0] <= INJECT + 15, hits
+    assert INJECT - 1 <= hits[0] <= LATEST.get(subtype, INJECT + 15), hits
+
+
+def test_every_detector_has_a_scenario() -> None:
+    assert set(FIRES) == set(SUBTYPE_FAMILY)
+
+
+def test_the_catalogue_fires_every_detector(runs: Any) -> None:
+    """One run fires all 19 subtypes (the broker test runs this one end to end)."""
+    events = runs["catalogue"][0]
+    assert {e[2] for e in events} == set(SUBTYPE_FAMILY)
+    cooling = [e for e in events if e[2] == "leader_cooling_followers_hot_m_15"]
+    assert [(e[0], e[1]) for e in cooling] == [(INJECT + 29, "SYN00")]
+    basket = INJECT + CATALOGUE_SLOTS[-1][0]
+    assert [e[0] for e in events if e[2] == "basket_shock_dt_5s"][-1] == basket
 
 
 def test_the_low_liquidity_false_spike_does_not_fire(runs: Any) -> None:
@@ -167,7 +207,7 @@ def test_a_restarted_pipeline_gives_the_same_events(runs: Any) -> None:
         generate("basket_shock", assets=ASSETS, minutes=MINUTES, seed=SEED, inject_at_minute=INJECT)
     )
     driver = PipelineDriver(
-        small_pack(min_samples=WARMUP), partitions=2, flush_every=50, sectors=SECTORS
+        small_pack(min_samples=WARMUP), detector_pack=DETECTOR_PACK, partitions=2, flush_every=50
     )
     half = len(values) // 2
     driver.pipe_stream(values[:half])

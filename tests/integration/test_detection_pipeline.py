@@ -1,14 +1,16 @@
 """lattice -> market -> detector on the real broker: the events equal the PipelineDriver's.
 
-A private stack holds a synthetic basket shock (4 assets, 77 minutes, seed 7: a calm regime, the
-shock injected at minute 53, after the 30-sample warm-up of the test pack). Real workers run
-every stage: ``alpha worker lattice``, ``alpha worker market`` and ``alpha worker detector``.
+A private stack holds the synthetic ``catalogue`` (4 assets, 120 minutes, seed 7: a calm regime,
+patterns injected from minute 30 on, after the 30-sample warm-up of the test pack): one run in
+which every detector of Appendix B fires. Real workers run every stage: ``alpha worker
+lattice``, ``alpha worker market`` and ``alpha worker detector`` (with the detector pack plus the
+synthetic sector tags, from a file).
 
 1. One detector worker: its committed ``alpha.events.v0`` equals, byte for byte and partition by
    partition, what :class:`topology.pipeline_driver.PipelineDriver` computes from the same
-   ``md.raw.v0`` records (so a second run, or a replay, gives the same bytes too), and the
-   basket shock is among the events. A malformed ``lattice.v0`` record is in
-   ``alpha.events.dlq`` with its reason.
+   ``md.raw.v0`` records (so a second run, or a replay, gives the same bytes too), and all 19
+   subtypes are among the events. A malformed ``lattice.v0`` record is in ``alpha.events.dlq``
+   with its reason.
 2. Two detector workers in one group split the partitions and commit the same events.
 3. The market stage's snapshots are on ``market.snapshot.v0``, one per minute.
 """
@@ -22,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import Message, Producer
 
 from connectors.registry import SchemaRegistry
-from packs.detector import load_detector_pack
+from connectors.synthetic.scenarios import CATALOGUE_MINUTES as MINUTES
+from connectors.synthetic.scenarios import SYNTHETIC_SECTORS
+from packs.detector import SUBTYPE_FAMILY, DetectorPack, load_detector_pack
 from packs.feature import load_feature_pack
 from processors.detect.events import Provenance
 from schemas import raw
@@ -35,13 +40,14 @@ from schemas.wire import AvroCodec
 from tests.conftest import require_stack
 from tests.kit.kafka import end_offsets, read_between
 from tests.kit.lattice import pack_file as write_pack
+from tests.kit.packs import changed
 from tests.kit.stack import alpha, running_stack
 from tests.kit.workers import WorkerProcess, committed, wait_until
 from topology.pipeline_driver import PipelineDriver
 from topology.settings import StackSettings
 
 pytestmark = pytest.mark.integration
-MINUTES, ASSETS, MIN_SAMPLES = 77, 4, 30
+ASSETS, MIN_SAMPLES, INJECT = 4, 30, 45
 EVENTS = "alpha.events.v0"
 DONE_TIMEOUT_S = 600
 _SEQ = itertools.count()
@@ -58,6 +64,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
 def pack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """v1.0 with a short warm-up, so baselines are warm long before the run ends."""
     return write_pack(tmp_path_factory.mktemp("pack"), MIN_SAMPLES)
+
+
+DETECTOR_PACK = changed(load_detector_pack(), sectors=SYNTHETIC_SECTORS)
+
+
+@pytest.fixture(scope="module")
+def detector_pack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped detector pack with the synthetic assets' sector tags."""
+    path = tmp_path_factory.mktemp("detector-pack") / "detector.yaml"
+    path.write_text(yaml.safe_dump(DETECTOR_PACK.model_dump(mode="json"), sort_keys=False))
+    assert load_detector_pack(path=path).hash() == DETECTOR_PACK.hash()
+    return path
 
 
 def _worker(stack: StackSettings, tmp: Path, role: str, group: str, *extra: str) -> WorkerProcess:
@@ -92,13 +110,16 @@ def _drain(stack: StackSettings, workers: list[WorkerProcess], group: str, topic
 
 @pytest.fixture(scope="module")
 def pipeline(
-    stack: StackSettings, pack_file: Path, tmp_path_factory: pytest.TempPathFactory
+    stack: StackSettings,
+    pack_file: Path,
+    detector_pack_file: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     """Ingest, run lattice and market to the end, plant a bad lattice.v0 record."""
     tmp = tmp_path_factory.mktemp("detect-workers")
     result = alpha(
-        stack, "ingest", "synthetic", "--scenario", "basket_shock", "--assets", str(ASSETS),
-        "--minutes", str(MINUTES), "--seed", "7", timeout=600,
+        stack, "ingest", "synthetic", "--scenario", "catalogue", "--assets", str(ASSETS),
+        "--minutes", str(MINUTES), "--seed", "7", "--inject-at", str(INJECT), timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     raw_end = end_offsets(stack, raw.TOPIC)
@@ -114,7 +135,8 @@ def pipeline(
     producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
     producer.produce("lattice.v0", b"not avro", partition=3)
     assert producer.flush(30) == 0
-    return {"raw_end": raw_end, "tmp": tmp, "pack": pack}
+    detector = (*pack, "--detector-pack", str(detector_pack_file))
+    return {"raw_end": raw_end, "tmp": tmp, "pack": detector}
 
 
 def _run_detectors(stack: StackSettings, pipeline: dict[str, Any], group: str, n: int) -> None:
@@ -153,7 +175,10 @@ def test_detector_worker_commits_what_the_driver_computes(
         event_codec = registry.codec(EVENTS)
     provenance = _worker_provenance(one_worker[EVENTS], event_codec)
     driver = PipelineDriver(
-        load_feature_pack(path=pack_file), provenance=provenance, flush_every=1000
+        load_feature_pack(path=pack_file),
+        detector_pack=DETECTOR_PACK,
+        provenance=provenance,
+        flush_every=1000,
     )
     for msg in read_between(stack, raw.TOPIC, {}, pipeline["raw_end"]):
         try:
@@ -171,7 +196,7 @@ def test_detector_worker_commits_what_the_driver_computes(
     for p in want:
         assert got[p] == want[p], f"{EVENTS}[{p}] differs from the driver ({provenance})"
     events = [event_codec.decode(m.value() or b"") for m in one_worker[EVENTS]]
-    assert "basket_shock_dt_5s" in {e["subtype"] for e in events}
+    assert {e["subtype"] for e in events} == set(SUBTYPE_FAMILY)  # every detector fired
     assert all(e["provenance"]["replay_of"] is False for e in events)
     dlq = one_worker["alpha.events.dlq"]
     assert len(dlq) == 1
@@ -187,7 +212,7 @@ def _worker_provenance(msgs: list[Message], codec: AvroCodec) -> Provenance:
     """The worker's provenance (its git commit and package version are the machine's)."""
     assert msgs, "the detector worker published no event"
     p = codec.decode(msgs[0].value() or b"")["provenance"]
-    pack = load_detector_pack()
+    pack: DetectorPack = DETECTOR_PACK
     return Provenance(p["producer"], p["detector_pack"], pack.hash(), p["git_commit"])
 
 

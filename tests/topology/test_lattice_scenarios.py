@@ -289,20 +289,60 @@ def basket_shock(run: Run) -> None:
         assert r["cvd_delta_m_1"] < 0
 
 
-def leader_cooling(run: Run) -> None:
-    def ret15(sym: str, end: int) -> float:
-        value: float = run.row(sym, end, "m15")["ret_m_1"]
-        return value
+def _ret15(run: Run, sym: str, end: int) -> float:
+    value: float = run.row(sym, end, "m15")["ret_m_1"]
+    return value
 
+
+def _vol15(run: Run, sym: str, end: int) -> float:
+    value: float = run.row(sym, end, "m15")["v_total_m_1"]
+    return value
+
+
+def leader_cooling(run: Run) -> None:
     followers = [s for s in SYMBOLS if s != LEADER]
-    hot = M - 1  # the 15m bar of minutes m-15 .. m-1
-    assert ret15(LEADER, hot) > 0.008
-    assert all(ret15(f, hot) < ret15(LEADER, hot) for f in followers)
-    for end in (M + 14, M + 29):  # the two bars after: followers climb, the leader rests
-        assert all(ret15(f, end) > ret15(LEADER, end) for f in followers)
-        assert sum(ret15(f, end) for f in followers) / len(followers) > 0.005
-        leader = run.row(LEADER, end, "m15")["v_total_m_1"]
-        assert leader < 0.3 * run.row(LEADER, hot, "m15")["v_total_m_1"]
+    hot, flat, cold = M - 1, M + 14, M + 29  # the 15m bars of m-15.., m.., m+15..
+    assert _ret15(run, LEADER, hot) > 0.01
+    assert all(_ret15(run, f, hot) < _ret15(run, LEADER, hot) for f in followers)
+    assert _ret15(run, LEADER, cold) < -0.005
+    # The leader cools in two steps: its volume falls bar after bar.
+    assert _vol15(run, LEADER, hot) > 1.5 * _vol15(run, LEADER, flat)
+    assert _vol15(run, LEADER, flat) > 1.5 * _vol15(run, LEADER, cold)
+    for end in (flat, cold):  # followers climb while the leader rests, then falls
+        assert all(_ret15(run, f, end) > _ret15(run, LEADER, end) for f in followers)
+        assert sum(_ret15(run, f, end) for f in followers) / len(followers) > 0.005
+    assert sum(_ret15(run, f, cold) for f in followers) > sum(
+        _ret15(run, f, flat) for f in followers
+    )
+
+
+def sector_rotation(run: Run) -> None:
+    major, others = ("SYN00", "SYN01"), ("SYN02", "SYN03")
+    lead, after = M - 1, M + 14
+    assert min(_ret15(run, s, lead) for s in major) > max(_ret15(run, s, lead) for s in others)
+    assert max(_ret15(run, s, after) for s in major) < -0.005
+    assert min(_ret15(run, s, after) for s in others) > 0.01
+
+
+def catalogue(run: Run) -> None:
+    # The rotation of leader_cooling, with the sector flip: major (SYN00, SYN01) tops the
+    # 15m bar before m and is the bottom sector of the next one; defi and meme climb.
+    hot, flat, cold = M - 1, M + 14, M + 29
+    assert _ret15(run, LEADER, hot) > 0.01 > 0 > _ret15(run, LEADER, cold)
+    assert (
+        _vol15(run, LEADER, hot) > 1.5 * _vol15(run, LEADER, flat) > 2.2 * _vol15(run, LEADER, cold)
+    )
+    assert _ret15(run, "SYN01", flat) < min(_ret15(run, s, flat) for s in ("SYN02", "SYN03"))
+    assert all(_ret15(run, s, cold) > 0.02 for s in ("SYN01", "SYN02", "SYN03"))
+    # The single-asset slots start at m+31, past this run: tests/golden checks what they fire.
+
+
+def accumulation(run: Run) -> None:
+    for k in range(M + 4, M + 8):
+        r = run.row(TARGET, k)
+        assert abs(r["ret_m_5"]) < 0.001  # the price is pinned ...
+        assert r["cvd_slope_m_5"] > 0.2 * r["v_total_m_1"]  # ... while taker buys pile up
+        assert r["cvd_delta_m_1"] > 0
 
 
 SIGNATURES: dict[str, Callable[[Run], None]] = {
@@ -322,6 +362,9 @@ SIGNATURES: dict[str, Callable[[Run], None]] = {
     "low_liquidity_false_spike": low_liquidity_false_spike,
     "basket_shock": basket_shock,
     "leader_cooling": leader_cooling,
+    "sector_rotation": sector_rotation,
+    "accumulation": accumulation,
+    "catalogue": catalogue,
 }
 
 

@@ -231,8 +231,10 @@ def test_snapshot_by_hand():
     assert [a["asset_uid"] for a in frame["assets"]] == [1, 2, 3, 4, 5, 6]
     assert frame["assets"][5] == {
         "asset_uid": 6, "symbol": "A6", "rs_score_m_5": None, "rs_incomplete": None,
-        "is_in_universe": False, "is_hot": False,
+        "is_in_universe": False, "is_hot": False, "tier": "mid",
     }  # fmt: skip
+    # D.7 tiers by dollar volume: 6 assets, so no top decile; A5 (500, ties A4 by uid) is last.
+    assert [a["tier"] for a in frame["assets"]] == ["mid"] * 4 + ["tail", "mid"]
     json.dumps(out[0].value), json.dumps(frame)  # plain JSON data
 
 

@@ -264,7 +264,9 @@ def test_prices_and_sizes_are_fixed_point_decimal_strings():
 
 
 def test_unknown_scenario_is_a_clear_error_listing_the_known_names():
-    with pytest.raises(UnknownScenarioError, match="known: absorption, basis_jolt") as info:
+    with pytest.raises(
+        UnknownScenarioError, match="known: absorption, accumulation, basis_jolt"
+    ) as info:
         generate("nope", assets=2, minutes=5, seed=1)
     assert isinstance(info.value, AlphaError)
     assert isinstance(info.value, ValueError)

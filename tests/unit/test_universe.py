@@ -96,6 +96,19 @@ def test_rolling_windows_sum_dollar_volume_and_median_oi():
     assert u.ranks == {2: 1, 1: 2}
 
 
+def test_liquidity_tiers_by_dollar_volume_decile():
+    u = Universe(small())
+    u.update(t(0), inputs({uid: 1000.0 * (21 - uid) for uid in range(1, 21)} | {21: 1000.0}))
+    tiers = u.tiers()
+    # 21 assets: decile = ceil(10 rank / 21): ranks 1-2 top, 19-21 tail (20, 21 tie: 21 last).
+    assert [uid for uid, tier in sorted(tiers.items()) if tier == "top"] == [1, 2]
+    assert [uid for uid, tier in sorted(tiers.items()) if tier == "tail"] == [19, 20, 21]
+    assert set(tiers.values()) == {"top", "mid", "tail"}
+    few = Universe(small())
+    few.update(t(0), inputs({1: 300.0, 2: 200.0, 3: 100.0}))
+    assert few.tiers() == {1: "mid", 2: "mid", 3: "tail"}  # no top decile under 10 assets
+
+
 def test_ties_break_by_asset_uid():
     u = Universe(small())
     u.update(t(0), inputs({7: 10, 3: 10, 5: 10}))
