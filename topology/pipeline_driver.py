@@ -103,6 +103,7 @@ class PipelineDriver(TopologyTestDriver):
             self.stores,
             self.provenance,
             event_partitions=_partitions(detect.EVENTS_TOPIC),
+            policy=self.policy,
         )
 
     def pipe(self, value: Mapping[str, Any], partition: int | None = None) -> list[Sent]:

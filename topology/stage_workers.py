@@ -245,10 +245,12 @@ class DetectorWorker(_Stage):
         self,
         options: WorkerOptions,
         pack: DetectorPack | None = None,
+        policy: UniversePolicy | None = None,
     ) -> None:
         partitions = spec.topic(LATTICE).partitions
         super().__init__(options, LATTICE, detect.STORE, partitions, "detector")
         self.pack = pack or load_detector_pack()
+        self.policy = policy or load_universe_policy()
         self.feature_pack = options.pack or load_feature_pack()
         self.provenance = Provenance(
             producer=producer_name(),
@@ -272,6 +274,7 @@ class DetectorWorker(_Stage):
                 {detect.STORE: self._store(partition)},
                 self.provenance,
                 event_partitions=spec.topic(EVENTS).partitions,
+                policy=self.policy,
             )
         return proc
 

@@ -44,10 +44,12 @@ def _cmd_worker(args: argparse.Namespace, settings: StackSettings) -> int:
         MarketWorker(options, policy).run(loglevel)
     else:
         from packs.detector import load_detector_pack
+        from packs.universe import load_universe_policy
         from topology.stage_workers import DetectorWorker
 
         pack = load_detector_pack(path=args.detector_pack) if args.detector_pack else None
-        DetectorWorker(options, pack).run(loglevel)
+        policy = load_universe_policy(path=args.universe_policy) if args.universe_policy else None
+        DetectorWorker(options, pack, policy).run(loglevel)
     return 0
 
 
@@ -94,7 +96,9 @@ def add_worker_parser(sub: Any) -> None:
         "--detector-pack", type=Path, help="a detector pack YAML (detector; default v0.1)"
     )
     worker.add_argument(
-        "--universe-policy", type=Path, help="a universe policy YAML (market; default v1)"
+        "--universe-policy",
+        type=Path,
+        help="a universe policy YAML (market; detector hotlist; default v1)",
     )
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     worker.set_defaults(func=_cmd_worker)

@@ -56,6 +56,7 @@ def build_event(
     frame: Mapping[str, Any],
     prov: Provenance,
     emitted_at: int,
+    is_hot: bool | None = None,
 ) -> dict[str, Any]:
     """Return the Avro value of one event.
 
@@ -65,6 +66,7 @@ def build_event(
         frame: The decoded MarketFrame of the minute (``assets`` holds this asset's membership).
         prov: The stage's provenance.
         emitted_at: Stream time of the emission, epoch ms.
+        is_hot: The asset's hotlist membership as the detect stage gated it (None: the frame's).
     """
     t = emission.trigger
     chash = event_config_hash(row, frame, prov)
@@ -112,7 +114,7 @@ def build_event(
         },
         "membership": {
             "is_in_universe": bool(asset.get("is_in_universe", row.get("is_in_universe"))),
-            "is_hot": bool(asset.get("is_hot", row.get("is_hot"))),
+            "is_hot": bool(asset.get("is_hot", row.get("is_hot")) if is_hot is None else is_hot),
             "universe_rev": int(frame.get("universe_rev") or 0),
         },
         "provenance": {

@@ -23,7 +23,8 @@ the market frame of t. So the processor:
 The outputs depend only on the partition's own record sequence, so 1 or N workers, a restart or
 a replay give the same events. State lives in one store (``detect.state.v1``): the partition's
 value under ``p:<partition>`` (scorer state, market history, buffered rows, last frame) and one
-history per asset under ``a:<asset_uid>``, behind a write-back cache that :meth:`flush` writes
+history per asset under ``a:<asset_uid>`` and its IQR digests and bounds (§4.4) under
+``q:<asset_uid>``, behind a write-back cache that :meth:`flush` writes
 (once per commit in the worker, per record in the test driver).
 
 A record that is not usable raises :class:`BadLatticeRecord` before anything changes (the agent
@@ -32,12 +33,14 @@ sends it to ``alpha.events.dlq``).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from packs.detector import DetectorPack, Tier
+from packs.detector import SUBTYPE_FAMILY, DetectorPack, Tier
 from packs.feature import FeaturePack
+from packs.universe import UniversePolicy, load_universe_policy
 from processors.detect.catalogue import evaluate, guard_limits
 from processors.detect.events import Provenance, build_event
 from processors.detect.scoring import Emission, Scorer, ScorerState
@@ -47,9 +50,11 @@ from processors.detect.types import (
     MarketHistory,
     Suppression,
     Trigger,
+    finite,
     update_history,
     update_market_history,
 )
+from processors.lattice.baselines import iqr_bounds, sketch_add, sketch_count
 from schemas.errors import AlphaError
 from schemas.ids import partition_for
 from state.codec import json_codec
@@ -57,6 +62,18 @@ from state.store import KeyValueStore
 
 EVENTS_TOPIC = "alpha.events.v0"
 STORE = "detect.state.v1"
+DAY_MS = 86_400_000
+#: Detector family -> hot_reason (§7.4, D.8); other families make an asset hot by severity.
+_HOT_REASON = {
+    "vol_spike_m_1": "vol_spike",
+    "price_spike_m_1": "price_spike",
+    "oi_spike_m_5": "oi_spike",
+    "liq_cluster_m_5": "liq_cluster",
+    "basis_jolt_m_5": "basis_jolt",
+}
+#: The z columns detectors use as primaries or secondaries: their IQR bounds clamp the
+#: severity inputs (§4.4, §10.2).
+IQR_COLUMNS = ("z_basis_m_5", "z_oi_roc_m_5", "z_ret_abs_m_1", "z_spread_m_1", "z_vol_m_1")
 _CODEC = json_codec(STORE)
 _STATE_VERSION = 1
 
@@ -104,6 +121,8 @@ class DetectorProcessor:
         stores: ``detect.state.v1``.
         provenance: Stamped on every event.
         event_partitions: Partitions of ``alpha.events.v0`` (events are keyed by asset_uid).
+        policy: The universe policy whose ``hotlist`` section sets the hot rule and TTL
+            (default: the shipped one).
     """
 
     def __init__(
@@ -113,9 +132,14 @@ class DetectorProcessor:
         stores: Mapping[str, KeyValueStore],
         provenance: Provenance,
         event_partitions: int = 8,
+        policy: UniversePolicy | None = None,
     ) -> None:
         self.pack = pack
         self.illiquidity = feature_pack.illiquidity
+        self.hotlist = (policy or load_universe_policy()).hotlist
+        self.iqr_k = feature_pack.quantiles.iqr_k
+        self.iqr_centroids = feature_pack.quantiles.max_centroids
+        self.iqr_min_samples = feature_pack.baselines.min_samples
         self.scorer = Scorer(pack)
         self.provenance = provenance
         #: Symbol -> sector tag, from the pack (so it is in config_hash).
@@ -313,21 +337,25 @@ class DetectorProcessor:
         triggers: list[Trigger] = []
         suppressions: list[Suppression] = []
         by_uid: dict[int, dict[str, Any]] = {}
+        hot: dict[int, bool] = {}
         for row in rows:
             uid = int(row["asset_uid"])
             by_uid[uid] = row
             history = self._history(uid)
             v_min, spread_cap = guard_limits(row, self.illiquidity)
             member = members.get(uid, {})
+            bounds = self._iqr(uid, row)
+            hot[uid] = bool(member.get("is_hot")) or self._is_hot(uid, label)
             ctx = DetectContext(
                 history=history,
                 market=market,
                 is_in_universe=member.get("is_in_universe"),
-                is_hot=member.get("is_hot"),
+                is_hot=hot[uid],
                 tier=_tier(member.get("tier")),
                 sectors=self.sectors,
                 v_min=v_min,
                 spread_cap=spread_cap,
+                iqr_bounds=bounds,
             )
             found = evaluate(row, frame, ctx, self.pack)
             triggers += found.triggers
@@ -336,6 +364,8 @@ class DetectorProcessor:
         scorer_state, result = self.scorer.step(ScorerState.from_state(state["scorer"]), triggers)
         state["scorer"] = scorer_state.to_state()
         self._put(b"p:%d" % partition, state)
+        for e in result.emissions:
+            self._make_hot(e.trigger.asset_uid, e.trigger.subtype, e.severity, label)
         emitted_at = label if watermark is None else watermark
         self.report = StepReport(
             triggers, list(result.emissions), [*suppressions, *result.suppressions]
@@ -345,10 +375,84 @@ class DetectorProcessor:
                 EVENTS_TOPIC,
                 str(e.trigger.asset_uid).encode(),
                 partition_for(str(e.trigger.asset_uid).encode(), self.event_partitions),
-                build_event(e, by_uid[e.trigger.asset_uid], frame, self.provenance, emitted_at),
+                build_event(
+                    e,
+                    by_uid[e.trigger.asset_uid],
+                    frame,
+                    self.provenance,
+                    emitted_at,
+                    is_hot=hot[e.trigger.asset_uid],
+                ),
             )
             for e in result.emissions
         ]
+
+    def _is_hot(self, uid: int, label: int) -> bool:
+        """Return True while the asset's own hotlist entry has not expired at ``label``."""
+        entry = self._get(b"h:%d" % uid)
+        return entry is not None and label < int(entry["expires_at"])
+
+    def _make_hot(self, uid: int, subtype: str, severity: float, label: int) -> None:
+        """Put the asset on the hotlist after an event (§7.4, D.8); a later expiry wins.
+
+        Hot when ``severity >= s_hot`` or the subtype's reason is always hot (basis jolt,
+        liquidation cluster); TTL = ttl_base + k * severity minutes from the minute's label.
+        """
+        reason = _HOT_REASON.get(SUBTYPE_FAMILY[subtype], "severity")
+        if severity < self.hotlist.s_hot and reason not in self.hotlist.always_hot:
+            return
+        ttl = self.hotlist.ttl_base_min + self.hotlist.ttl_k_min_per_point * severity
+        expires = label + round(ttl * 60_000)
+        key = b"h:%d" % uid
+        entry = self._get(key)
+        if entry is None or expires > int(entry["expires_at"]):
+            self._put(
+                key,
+                {"started_at": label, "expires_at": expires, "reason": reason,
+                 "severity": float(severity)},
+            )  # fmt: skip
+
+    def _iqr(self, uid: int, row: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+        """Return the asset's IQR clamp bounds (§4.4) as of before ``row``; fold ``row`` in.
+
+        Per asset and z column of :data:`IQR_COLUMNS`, a t-digest of the day's z values (UTC
+        days of bar labels; revision-0 rows with ``dq_status == 'ok'``). At the first row of a
+        new day the bounds become ``[Q1 - k IQR, Q3 + k IQR]`` of the finished day (``k`` =
+        the feature pack's ``quantiles.iqr_k``) if it held at least the pack's baseline
+        ``min_samples`` values, and the day's digest restarts; before the first refresh, the
+        bounds are set once, as soon as the digest reaches that count. State ``q:<uid>``.
+        """
+        key = b"q:%d" % uid
+        data = self._get(key) or {"day": None, "sketches": {}, "bounds": {}}
+        bounds = {c: (float(b[0]), float(b[1])) for c, b in data["bounds"].items()}
+        if row.get("revision") != 0 or row.get("dq_status") != "ok":
+            return bounds
+        day = int(row["exchange_ts"]) // DAY_MS
+        sketches = {c: base64.b64decode(v) for c, v in data["sketches"].items()}
+        after = dict(data["bounds"])
+        if data["day"] is not None and day > data["day"]:
+            for col, sketch in sketches.items():
+                if sketch_count(sketch) >= self.iqr_min_samples:
+                    after[col] = iqr_bounds(sketch, self.iqr_k)
+            sketches = {}
+        for col in IQR_COLUMNS:
+            z = finite(row.get(col))
+            if z is None:
+                continue
+            sketch = sketches[col] = sketch_add(
+                sketches.get(col), z, max_centroids=self.iqr_centroids
+            )
+            if col not in after and sketch_count(sketch) >= self.iqr_min_samples:
+                after[col] = iqr_bounds(sketch, self.iqr_k)
+        self._put(
+            key,
+            {
+                "day": day,
+                "sketches": {c: base64.b64encode(v).decode() for c, v in sorted(sketches.items())},
+                "bounds": {c: list(b) for c, b in sorted(after.items()) if b is not None},
+            },
+        )
+        return bounds
 
     def _history(self, uid: int) -> AssetHistory:
         data = self._get(b"a:%d" % uid)
