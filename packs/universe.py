@@ -81,6 +81,14 @@ class Hotlist(Pack):
             raise ValueError(f"hotlist.always_hot names unknown reasons: {', '.join(unknown)}")
         return self
 
+    def makes_hot(self, severity: float, reason: str) -> bool:
+        """Return True when an event of this severity and reason puts its asset on the list."""
+        return severity >= self.s_hot or reason in self.always_hot
+
+    def ttl_ms(self, severity: float) -> int:
+        """Return the hot TTL of an event of this severity, in ms (D.8)."""
+        return round((self.ttl_base_min + self.ttl_k_min_per_point * severity) * 60_000)
+
 
 class RelativeStrength(Pack):
     """RS = w1 z_ret_abs_m_1 sign(ret_m_5) + w2 z_vol_m_1 + w3 sign(oi_roc) min(|z_oi|, z_cap)."""

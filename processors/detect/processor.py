@@ -156,7 +156,10 @@ class DetectorProcessor:
     def _get(self, key: bytes) -> Any:
         if key not in self._cache:
             data = self._store.get(key)
-            self._cache[key] = None if data is None else _CODEC.decode(data)
+            value = None if data is None else _CODEC.decode(data)
+            if value is not None and key.startswith(b"q:"):
+                value = _iqr_from_json(value)
+            self._cache[key] = value
         return self._cache[key]
 
     def _put(self, key: bytes, value: Any) -> None:
@@ -165,11 +168,15 @@ class DetectorProcessor:
 
     def flush(self) -> int:
         """Write every changed state value to the store; return how many were written."""
-        batch = {k: _CODEC.encode(self._cache[k]) for k in sorted(self._dirty)}
+        batch = {k: _CODEC.encode(self._stored(k)) for k in sorted(self._dirty)}
         if batch:
             self._store.apply(batch)
         self._dirty.clear()
         return len(batch)
+
+    def _stored(self, key: bytes) -> Any:
+        value = self._cache[key]
+        return _iqr_to_json(value) if key.startswith(b"q:") else value
 
     def _partition(self, partition: int) -> dict[str, Any]:
         state = self._get(b"p:%d" % partition)
@@ -399,10 +406,9 @@ class DetectorProcessor:
         liquidation cluster); TTL = ttl_base + k * severity minutes from the minute's label.
         """
         reason = _HOT_REASON.get(SUBTYPE_FAMILY[subtype], "severity")
-        if severity < self.hotlist.s_hot and reason not in self.hotlist.always_hot:
+        if not self.hotlist.makes_hot(severity, reason):
             return
-        ttl = self.hotlist.ttl_base_min + self.hotlist.ttl_k_min_per_point * severity
-        expires = label + round(ttl * 60_000)
+        expires = label + self.hotlist.ttl_ms(severity)
         key = b"h:%d" % uid
         entry = self._get(key)
         if entry is None or expires > int(entry["expires_at"]):
@@ -423,18 +429,19 @@ class DetectorProcessor:
         bounds are set once, as soon as the digest reaches that count. State ``q:<uid>``.
         """
         key = b"q:%d" % uid
-        data = self._get(key) or {"day": None, "sketches": {}, "bounds": {}}
-        bounds = {c: (float(b[0]), float(b[1])) for c, b in data["bounds"].items()}
+        state = self._get(key)
+        if state is None:
+            state = {"day": None, "sketches": {}, "bounds": {}}
+        bounds: dict[str, tuple[float, float]] = dict(state["bounds"])
         if row.get("revision") != 0 or row.get("dq_status") != "ok":
             return bounds
         day = int(row["exchange_ts"]) // DAY_MS
-        sketches = {c: base64.b64decode(v) for c, v in data["sketches"].items()}
-        after = dict(data["bounds"])
-        if data["day"] is not None and day > data["day"]:
+        sketches: dict[str, bytes] = state["sketches"]
+        if state["day"] is not None and day > state["day"]:
             for col, sketch in sketches.items():
-                if sketch_count(sketch) >= self.iqr_min_samples:
-                    after[col] = iqr_bounds(sketch, self.iqr_k)
-            sketches = {}
+                self._set_bounds(state["bounds"], col, sketch)
+            sketches.clear()
+        state["day"] = day
         for col in IQR_COLUMNS:
             z = finite(row.get(col))
             if z is None:
@@ -442,17 +449,17 @@ class DetectorProcessor:
             sketch = sketches[col] = sketch_add(
                 sketches.get(col), z, max_centroids=self.iqr_centroids
             )
-            if col not in after and sketch_count(sketch) >= self.iqr_min_samples:
-                after[col] = iqr_bounds(sketch, self.iqr_k)
-        self._put(
-            key,
-            {
-                "day": day,
-                "sketches": {c: base64.b64encode(v).decode() for c, v in sorted(sketches.items())},
-                "bounds": {c: list(b) for c, b in sorted(after.items()) if b is not None},
-            },
-        )
+            if col not in state["bounds"]:
+                self._set_bounds(state["bounds"], col, sketch)
+        self._put(key, state)
         return bounds
+
+    def _set_bounds(self, bounds: dict[str, tuple[float, float]], col: str, sketch: bytes) -> None:
+        """Set ``col``'s clamp bounds from ``sketch`` if it holds at least ``min_samples``."""
+        if sketch_count(sketch) >= self.iqr_min_samples:
+            got = iqr_bounds(sketch, self.iqr_k)
+            if got is not None:
+                bounds[col] = got
 
     def _history(self, uid: int) -> AssetHistory:
         data = self._get(b"a:%d" % uid)
@@ -462,3 +469,21 @@ class DetectorProcessor:
 def _tier(value: Any) -> Tier:
     """Return the frame's tier of an asset (``mid`` when absent or unknown)."""
     return value if value in ("top", "mid", "tail") else "mid"
+
+
+def _iqr_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``q:`` state as the processor works on it: digests as bytes, bounds as tuples."""
+    return {
+        "day": data["day"],
+        "sketches": {c: base64.b64decode(v) for c, v in data["sketches"].items()},
+        "bounds": {c: (float(b[0]), float(b[1])) for c, b in data["bounds"].items()},
+    }
+
+
+def _iqr_to_json(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``q:`` state as stored (JSON: digests in base64), written only at :meth:`flush`."""
+    return {
+        "day": state["day"],
+        "sketches": {c: base64.b64encode(v).decode() for c, v in state["sketches"].items()},
+        "bounds": {c: list(b) for c, b in state["bounds"].items()},
+    }

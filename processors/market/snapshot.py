@@ -308,16 +308,20 @@ class MarketProcessor:
             common["dq_status"] = "partial"
         out = [Output(UNIVERSE_TOPIC, UNIVERSE_KEY, 0, a) for a in audits]
         out.append(Output(SNAPSHOT_TOPIC, TF.encode(), 0, {k: common[k] for k in SNAPSHOT_KEYS}))
+        tiers = self.universe.tiers()
         for p in range(self.partitions):
-            frame = dict(common, partition=p, assets=self._frame_assets(rows, rs, p))
+            frame = dict(common, partition=p, assets=self._frame_assets(rows, rs, tiers, p))
             out.append(Output(LATTICE_TOPIC, None, p, {k: frame[k] for k in FRAME_KEYS}))
         return out
 
     def _frame_assets(
-        self, rows: list[dict[str, Any]], rs: Mapping[int, tuple[float, bool, bool]], p: int
+        self,
+        rows: list[dict[str, Any]],
+        rs: Mapping[int, tuple[float, bool, bool]],
+        tiers: Mapping[int, str],
+        p: int,
     ) -> list[dict[str, Any]]:
         assets = []
-        tiers = self.universe.tiers()
         for r in rows:
             if r["partition"] != p:
                 continue

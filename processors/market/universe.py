@@ -310,10 +310,9 @@ class Universe:
         hl = self.policy.hotlist
         if reason not in hl.reasons:
             raise UniverseError(f"hot reason {reason!r} is not one of {', '.join(hl.reasons)}")
-        if severity < hl.s_hot and reason not in hl.always_hot:
+        if not hl.makes_hot(severity, reason):
             return []
-        ttl_ms = round((hl.ttl_base_min + hl.ttl_k_min_per_point * severity) * MINUTE_MS)
-        expires = exchange_ts + ttl_ms
+        expires = exchange_ts + hl.ttl_ms(severity)
         if self.now is not None and expires <= self.now:
             return []
         current = self.hotlist.get(asset_uid)

@@ -30,16 +30,14 @@ from connectors.synthetic.scenarios import (
     CATALOGUE_MINUTES,
     CATALOGUE_SLOTS,
     SCENARIOS,
-    SYNTHETIC_SECTORS,
 )
-from packs.detector import SUBTYPE_FAMILY, load_detector_pack
-from tests.kit.lattice import small_pack
-from tests.kit.packs import changed
+from packs.detector import SUBTYPE_FAMILY
+from tests.kit.lattice import small_pack, synthetic_detector_pack
 from topology.pipeline_driver import PipelineDriver
 
 GOLDEN = Path(__file__).with_name("detection.json")
 ASSETS, MINUTES, SEED, INJECT, WARMUP = 4, 77, 7, 45, 30
-DETECTOR_PACK = changed(load_detector_pack(), sectors=SYNTHETIC_SECTORS)
+DETECTOR_PACK = synthetic_detector_pack()
 TARGET, THIN = "SYN01", "SYN03"
 #: subtype -> the scenario whose injection makes it fire on the target (SYN01).
 FIRES = {

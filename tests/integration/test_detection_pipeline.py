@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from confluent_kafka import Message, Producer
 
 from connectors.registry import SchemaRegistry
 from connectors.synthetic.scenarios import CATALOGUE_MINUTES as MINUTES
-from connectors.synthetic.scenarios import SYNTHETIC_SECTORS
 from packs.detector import SUBTYPE_FAMILY, DetectorPack, load_detector_pack
 from packs.feature import load_feature_pack
 from processors.detect.events import Provenance
@@ -40,7 +38,7 @@ from schemas.wire import AvroCodec
 from tests.conftest import require_stack
 from tests.kit.kafka import end_offsets, read_between
 from tests.kit.lattice import pack_file as write_pack
-from tests.kit.packs import changed
+from tests.kit.lattice import synthetic_detector_pack, synthetic_detector_pack_file
 from tests.kit.stack import alpha, running_stack
 from tests.kit.workers import WorkerProcess, committed, wait_until
 from topology.pipeline_driver import PipelineDriver
@@ -66,14 +64,13 @@ def pack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_pack(tmp_path_factory.mktemp("pack"), MIN_SAMPLES)
 
 
-DETECTOR_PACK = changed(load_detector_pack(), sectors=SYNTHETIC_SECTORS)
+DETECTOR_PACK = synthetic_detector_pack()
 
 
 @pytest.fixture(scope="module")
 def detector_pack_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped detector pack with the synthetic assets' sector tags."""
-    path = tmp_path_factory.mktemp("detector-pack") / "detector.yaml"
-    path.write_text(yaml.safe_dump(DETECTOR_PACK.model_dump(mode="json"), sort_keys=False))
+    path = synthetic_detector_pack_file(tmp_path_factory.mktemp("detector-pack"))
     assert load_detector_pack(path=path).hash() == DETECTOR_PACK.hash()
     return path
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from connectors.synthetic.scenarios import SYNTHETIC_SECTORS
+from packs.detector import DetectorPack, load_detector_pack
 from packs.feature import PACK_DIR, FeaturePack, load_feature_pack
 from schemas import raw
 from topology.driver import TopologyTestDriver
@@ -56,6 +58,20 @@ def pack_file(directory: Path, min_samples: int) -> Path:
     data["baselines"]["min_samples"] = min_samples
     path = directory / "feature-test.yaml"
     path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def synthetic_detector_pack() -> DetectorPack:
+    """Return the shipped detector pack with the synthetic assets' sector tags added."""
+    data = load_detector_pack().model_dump()
+    data["sectors"] = {**data["sectors"], **SYNTHETIC_SECTORS}
+    return DetectorPack.model_validate(data)
+
+
+def synthetic_detector_pack_file(directory: Path) -> Path:
+    """Write :func:`synthetic_detector_pack` as YAML (``--detector-pack``); return its path."""
+    path = directory / "detector-test.yaml"
+    path.write_text(yaml.safe_dump(synthetic_detector_pack().model_dump(mode="json")))
     return path
 
 
