@@ -28,7 +28,7 @@ from topology import spec
 from topology.settings import StackSettings
 
 
-class _Decoder:
+class RegistryDecoder:
     """Decode wire-format values with the writer schema fetched from the registry by id."""
 
     def __init__(self, registry_url: str) -> None:
@@ -36,6 +36,7 @@ class _Decoder:
         self.schemas: dict[int, Any] = {}
 
     def decode(self, data: bytes) -> dict[str, Any]:
+        """Decode one Confluent-framed value (fetching its writer schema once per id)."""
         schema_id, payload = unframe(data)
         if schema_id not in self.schemas:
             text = self.client.get_schema(schema_id).schema_str or ""
@@ -66,7 +67,7 @@ def _cmd_tail(args: argparse.Namespace, settings: StackSettings) -> int:
             "isolation.level": "read_committed",
         }
     )
-    decoder = _Decoder(settings.registry_url)
+    decoder = RegistryDecoder(settings.registry_url)
     shown = 0
     last = time.monotonic()
     try:

@@ -57,6 +57,20 @@ class StackSettings(BaseSettings):
         " default the local stack's /apis/ccompat/v7 URL.",
     )
 
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="ClickHouse for the sink and alpha sql: chdb:///dir (embedded) or"
+        " http://user:password@host:8123/alpha (a server); default chdb://<home>/clickhouse.",
+    )
+    sql_port: int = Field(
+        default=8124, description="The sink's read-only query endpoint (alpha sql); 0 = any."
+    )
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """ClickHouse of the sink: ``ALPHA_CLICKHOUSE_URL``, else chDB under ``<home>``."""
+        return self.clickhouse_url or f"chdb://{(self.home / 'clickhouse').resolve()}"
+
     @property
     def runtime(self) -> Path:
         """Directory of data, logs and pid files."""

@@ -144,6 +144,14 @@ _DECLARED: tuple[TopicSpec, ...] = (
         "events re-emitted by offset replays, compared with alpha.events.v0",
         retention_days=30,
     ),
+    TopicSpec(
+        "alpha.sink.dlq",
+        Key.ASSET_UID,
+        1,
+        Cleanup.DELETE,
+        30 * DAY_MS,
+        "records the ClickHouse sink could not decode or map, with the reason in a header",
+    ),
     _compacted("hrp.budget.v0", Key.SCOPE, 1, "HRP cluster budgets, latest per scope (spec 000)"),
     _compacted("cvar.caps.v0", Key.ASSET_UID, ASSET_PARTITIONS, "CVaR leverage caps (spec 000)"),
     _asset(

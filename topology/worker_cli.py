@@ -19,6 +19,7 @@ def _cmd_worker(args: argparse.Namespace, settings: StackSettings) -> int:
     from topology.lattice_worker import LatticeWorker, WorkerOptions
 
     data_dir = args.data_dir or settings.home / "workers" / args.role
+    Path(data_dir).parent.mkdir(parents=True, exist_ok=True)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=settings.host)
     options = WorkerOptions(

@@ -17,18 +17,35 @@ from topology.settings import StackSettings
 
 
 class WorkerProcess:
-    """One ``alpha worker <role>`` process in its own process group (so kill -9 takes it all)."""
+    """One ``alpha worker <role>`` process in its own process group (so kill -9 takes it all).
+
+    The role ``sink`` runs ``alpha sink`` instead.
+    """
 
     def __init__(self, settings: StackSettings, role: str, log: Path, *args: str) -> None:
+        self.settings, self.role, self.args = settings, role, args
         self.log = log
-        self._out = log.open("ab")
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        self._out = self.log.open("ab")
+        command = ["sink"] if self.role == "sink" else ["worker", self.role]
         self.proc = subprocess.Popen(
-            [*alpha_executable(), "worker", role, *args],
-            env=stack_env(settings),
+            [*alpha_executable(), *command, *self.args],
+            env=stack_env(self.settings),
             stdout=self._out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def restart(self) -> None:
+        """Start the same command again (after :meth:`kill9` or an exit), as a supervisor does."""
+        if self.proc.poll() is None:
+            raise AssertionError(f"{self.role} still runs (pid {self.proc.pid})")
+        self._out.close()
+        self.restarts += 1
+        self._start()
 
     def kill9(self) -> None:
         """SIGKILL the whole process group, as a crash would, and reap it."""
