@@ -20,9 +20,11 @@ from schemas.errors import AlphaError
 from topology import spec
 from topology.assets_cli import add_assets_parser
 from topology.events_cli import add_events_parser
+from topology.explain_cli import add_explain_parser
 from topology.ingest_cli import add_ingest_parser
 from topology.schemas_cli import add_schemas_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
+from topology.sql_cli import add_sql_parsers
 from topology.worker_cli import add_worker_parser
 
 EXIT_ERROR = 1
@@ -166,48 +168,10 @@ def _cmd_smoke(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
-def _demo_replay(settings: StackSettings) -> None:
-    from topology.ingest import ingest_context, run_replay
-    from topology.settings import REPO_ROOT
-
-    folder = REPO_ROOT / "data" / "samples" / "hyperliquid-ws-collector-2025-09-03"
-    with ingest_context(settings) as ctx:
-        stats = run_replay(ctx, [folder])
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.records.items()))
-    _say(
-        f"{folder.name}: {stats.inputs} recorded inputs -> {kinds}; heartbeats"
-        f" {stats.heartbeats}; duplicate trades dropped {stats.parser['duplicate_trades']};"
-        f" outage gap markers {stats.gaps}; dead letters {stats.dead_letters}"
-    )
-
-
 def _cmd_demo(args: argparse.Namespace, settings: StackSettings) -> int:
-    from topology.admin import admin_client, create_topics
-    from topology.localstack.stack import LocalStack
-    from topology.smoke import run_smoke
+    from topology.demo import run_demo
 
-    started = time.monotonic()
-    stack = LocalStack(settings)
-    _out.rule("1/4  local stack")
-    stack.up(_say)
-    _out.rule("2/4  topics")
-    states = create_topics(
-        admin_client(settings.bootstrap_servers), replication=settings.topic_replication
-    )
-    created = sum(s.status == "created" for s in states)
-    _say(
-        f"{len(states)} declared topics: {created} created, {len(states) - created} already present"
-    )
-    _out.rule("3/4  smoke: Avro through the registry, transactions, read_committed")
-    run_smoke(settings, _say)
-    _out.rule("4/4  ingest: replay bundled real Hyperliquid data into md.raw.v0")
-    _demo_replay(settings)
-    _out.rule()
-    _say(
-        f"done in {time.monotonic() - started:.1f}s. The stack keeps running:"
-        " `alpha stack status`, `alpha topics list`, `alpha stack down`."
-    )
-    return 0
+    return run_demo(settings, _out, fresh=not args.no_reset)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,14 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     smoke = sub.add_parser("smoke", help="self-test: Avro via the registry, transactions")
     smoke.add_argument("--records", type=int, default=5, help="records per transaction (5)")
     smoke.set_defaults(func=_cmd_smoke)
-    sub.add_parser(
-        "demo", help="the main job: stack up, create topics, smoke test, summary"
-    ).set_defaults(func=_cmd_demo)
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: the whole topology on the bundled real data, summary and picture",
+        description="Start the stack from empty (it wipes the local stack's topics, the ClickHouse"
+        " store and the worker tables first), run the workers and the sink, replay the bundled"
+        " real Hyperliquid candles and tick captures, print a summary from ClickHouse and draw"
+        " demo-output/alpha-demo.png and .html. The stack keeps running afterwards.",
+    )
+    demo.add_argument(
+        "--no-reset", action="store_true", help="keep the existing data (replays on top of it)"
+    )
+    demo.set_defaults(func=_cmd_demo)
     add_ingest_parser(sub)
     add_assets_parser(sub)
     add_worker_parser(sub)
     add_schemas_parser(sub)
     add_events_parser(sub)
+    add_sql_parsers(sub)
+    add_explain_parser(sub)
     return parser
 
 
