@@ -281,7 +281,7 @@ def test_event_table_holds_each_clean_event_once(
 ) -> None:
     want = sorted(
         (
-            e["event_id"],
+            str(e["event_id"]),
             e["revision"],
             json.dumps(to_json(e), ensure_ascii=False, separators=(",", ":")),
         )
