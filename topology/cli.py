@@ -22,6 +22,7 @@ from topology.assets_cli import add_assets_parser
 from topology.events_cli import add_events_parser
 from topology.explain_cli import add_explain_parser
 from topology.ingest_cli import add_ingest_parser
+from topology.replay_cli import add_replay_parser
 from topology.schemas_cli import add_schemas_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
 from topology.sql_cli import add_sql_parsers
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_events_parser(sub)
     add_sql_parsers(sub)
     add_explain_parser(sub)
+    add_replay_parser(sub)
     return parser
 
 
