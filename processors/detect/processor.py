@@ -22,8 +22,9 @@ the market frame of t. So the processor:
 
 The outputs depend only on the partition's own record sequence, so 1 or N workers, a restart or
 a replay give the same events. State lives in one store (``detect.state.v1``): the partition's
-value under ``p:<partition>`` (scorer state, market history, buffered rows, last frame) and one
-history per asset under ``a:<asset_uid>`` and its IQR digests and bounds (§4.4) under
+value under ``p:<partition>`` (scorer state, market history, last frame), its minutes buffered
+until their market frame under ``m:<partition>:<label>`` (one value each, written when changed:
+a full-speed replay can leave hundreds pending), one history per asset under ``a:<asset_uid>`` and its IQR digests and bounds (§4.4) under
 ``q:<asset_uid>``, behind a write-back cache that :meth:`flush` writes
 (once per commit in the worker, per record in the test driver).
 
@@ -148,6 +149,8 @@ class DetectorProcessor:
         self._store = stores[STORE]
         self._cache: dict[bytes, Any] = {}
         self._dirty: set[bytes] = set()
+        #: Per ``p:<partition>`` key: its pending minutes as last written (``m:`` key -> bytes).
+        self._minutes: dict[bytes, dict[bytes, bytes]] = {}
         self.report = StepReport()
         #: Outcome counts since the caller last cleared them (metrics only; not state).
         self.counters: dict[str, int] = {}
@@ -159,8 +162,45 @@ class DetectorProcessor:
             value = None if data is None else _CODEC.decode(data)
             if value is not None and key.startswith(b"q:"):
                 value = _iqr_from_json(value)
+            if value is not None and key.startswith(b"p:"):
+                value = self._load_minutes(key, value)
             self._cache[key] = value
         return self._cache[key]
+
+    def _load_minutes(self, key: bytes, state: dict[str, Any]) -> dict[str, Any]:
+        """Put the partition's pending minutes (``m:<partition>:<label>`` values) back."""
+        prefix = b"m" + key[1:] + b":"
+        pending = dict(state.get("pending") or {})  # a state written before the split
+        saved: dict[bytes, bytes] = {}
+        for k, data in self._store.scan(prefix):
+            pending[k[len(prefix) :].decode()] = _CODEC.decode(data)
+            saved[k] = data
+        self._minutes[key] = saved
+        return {**state, "pending": pending}
+
+    def _split_minutes(
+        self, key: bytes, state: Mapping[str, Any], batch: dict[bytes, bytes | None]
+    ) -> dict[str, Any]:
+        """Add the changed pending minutes of a partition state to ``batch``; return the core.
+
+        Minutes wait in the partition state for their market frame; a full-speed replay can
+        leave hundreds of them pending, which as one value outgrew Kafka's 1 MB record limit
+        in the changelog. Each minute is its own value, written when it changed.
+        """
+        prefix = b"m" + key[1:] + b":"
+        saved = self._minutes.get(key, {})
+        now: dict[bytes, bytes] = {}
+        for label, minute in state["pending"].items():
+            k = prefix + str(label).encode()
+            data = _CODEC.encode(minute)
+            now[k] = data
+            if saved.get(k) != data:
+                batch[k] = data
+        for k in saved:
+            if k not in now:
+                batch[k] = None
+        self._minutes[key] = now
+        return {**state, "pending": {}}
 
     def _put(self, key: bytes, value: Any) -> None:
         self._cache[key] = value
@@ -168,7 +208,12 @@ class DetectorProcessor:
 
     def flush(self) -> int:
         """Write every changed state value to the store; return how many were written."""
-        batch = {k: _CODEC.encode(self._stored(k)) for k in sorted(self._dirty)}
+        batch: dict[bytes, bytes | None] = {}
+        for k in sorted(self._dirty):
+            value = self._stored(k)
+            if k.startswith(b"p:"):
+                value = self._split_minutes(k, value, batch)
+            batch[k] = _CODEC.encode(value)
         if batch:
             self._store.apply(batch)
         self._dirty.clear()

@@ -108,3 +108,28 @@ def test_always_hot_subtypes_at_any_severity_and_the_later_expiry_wins() -> None
     proc._make_hot(1, "liq_cluster_m_5", 0, DAY0 + 11 * MINUTE)  # expires sooner: ignored
     assert proc._is_hot(1, DAY0 + 51 * MINUTE)
     assert not proc._is_hot(1, DAY0 + 52 * MINUTE)
+
+
+def test_minutes_waiting_for_their_frame_are_separate_values() -> None:
+    store = MemoryStore(STORE)
+    pack = load_detector_pack()
+    prov = Provenance("test", pack.version, pack.hash(), "test")
+    proc = DetectorProcessor(pack, small_pack(min_samples=MIN), {STORE: store}, prov)
+    labels = [DAY0 + i * 60_000 for i in range(3)]
+    for label in labels:  # sealed minutes with no market frame yet: they wait
+        proc.step(0, {"body": {"partition": 0, "seal": "close", "exchange_ts": label,
+                               "watermark": label + 61_000, "ingest_ts": label, "rows": 0,
+                               "config_hash": "x"}})  # fmt: skip
+    proc.flush()
+    keys = sorted(k for k, _ in store.scan(b"m:0:"))
+    assert keys == [b"m:0:%d" % label for label in labels]
+    again = DetectorProcessor(pack, small_pack(min_samples=MIN), {STORE: store}, prov)
+    assert sorted(again._partition(0)["pending"]) == sorted(str(x) for x in labels)
+    proc.step(0, {"body": {"partition": 0, "seal": "close", "exchange_ts": labels[0],
+                           "watermark": labels[0] + 62_000, "ingest_ts": labels[0], "rows": 0,
+                           "config_hash": "x"}})  # fmt: skip
+    before = dict(store.scan(b"m:0:"))
+    proc.flush()
+    after = dict(store.scan(b"m:0:"))
+    changed = {k for k in after if before.get(k) != after[k]}
+    assert changed == {b"m:0:%d" % labels[0]}  # only the minute that changed was written
