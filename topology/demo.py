@@ -40,6 +40,9 @@ CAPTURES = (
     SAMPLES / "hyperliquid-ws-calibration-2025-09-04",
 )
 ROLES = ("lattice", "market", "detector", "sink")
+#: Spec 002 §16.1: a candle bootstrap normalises only what candles carry (volume, |return|);
+#: with v1.0 (spread, OI and basis baselines too) the candle minutes would never leave warm-up.
+FEATURE_PACK = REPO_ROOT / "packs" / "feature" / "v1.0-bootstrap.yaml"
 #: (consumer group, input topic) of each stage, in pipeline order.
 STAGES = (
     ("alpha-lattice", "md.raw.v0"),
@@ -69,6 +72,8 @@ class Children:
         exe = [str(alpha)] if alpha.exists() else [sys.executable, "-m", "topology.cli"]
         for role in ROLES:
             command = ["sink", "--query-port", "0"] if role == "sink" else ["worker", role]
+            if role in ("lattice", "detector"):
+                command += ["--feature-pack", str(FEATURE_PACK)]
             with (self.logs / f"{role}.log").open("ab") as out:
                 self.procs[role] = subprocess.Popen(
                     [*exe, *command], stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT
@@ -391,6 +396,8 @@ def run_demo(settings: StackSettings, console: Console, *, fresh: bool = True) -
         '  .venv/bin/alpha sql "SELECT symbol, count() AS events'
         ' FROM alpha.anomaly_event_dedup GROUP BY symbol ORDER BY events DESC"'
     )
-    say(f"  .venv/bin/alpha explain {event_id}")
+    say(
+        f"  .venv/bin/alpha explain {event_id} --feature-pack {FEATURE_PACK.relative_to(REPO_ROOT)}"
+    )
     say("  .venv/bin/alpha stack down                       # stop Kafka and the registry")
     return 0 if all(c == 0 for c in codes.values()) else 1

@@ -6,10 +6,12 @@ writes records (and heartbeats, dead letters), flushes, and saves any new asset 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connectors.asset_store import load_registry, save_registry
@@ -18,7 +20,7 @@ from connectors.heartbeats import HeartbeatClock
 from connectors.raw_sink import RawSink
 from connectors.registry import SchemaRegistry
 from connectors.replay.readers import Input
-from connectors.replay.source import Replay, ReplayStats
+from connectors.replay.source import Replay, ReplayStats, Window
 from schemas import raw
 from schemas.errors import AlphaError
 from schemas.wire import AvroCodec
@@ -26,6 +28,10 @@ from topology import spec
 from topology.settings import StackSettings
 
 Report = Callable[[str], None]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Epoch-millisecond values below this (1973-03-03) are taken for seconds or compact dates.
+_MIN_EPOCH_MS = 10**11
 
 
 class IngestError(AlphaError):
@@ -82,6 +88,55 @@ def parse_speed(text: str | None) -> float | None:
     return factor
 
 
+def parse_time(text: str, option: str = "--from-time") -> int:
+    """Parse a replay window bound into epoch milliseconds.
+
+    ISO-8601, UTC unless it names an offset (``2025-07-21``, ``2025-07-21T00:00Z``,
+    ``2025-07-21T02:00:00.5+02:00``), or epoch milliseconds (``1753056000000``).
+
+    Raises:
+        IngestError: Neither, or digits too small to be epoch milliseconds (seconds, ``20250721``).
+    """
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        if int(text) < _MIN_EPOCH_MS:
+            raise IngestError(
+                f"{option} {text!r}: give epoch milliseconds (13 digits) or an ISO-8601 time"
+                " like 2025-07-21T00:00Z"
+            )
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise IngestError(
+            f"{option} {text!r}: use ISO-8601 (2025-07-21, 2025-07-21T00:00Z) or epoch ms"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def parse_window(start: str | None, end: str | None) -> Window:
+    """Parse ``--from-time``/``--to-time`` into a replay window ``[from, to)``; None = open.
+
+    Raises:
+        IngestError: A bound does not parse, or the window is empty.
+    """
+    window = (
+        None if start is None else parse_time(start, "--from-time"),
+        None if end is None else parse_time(end, "--to-time"),
+    )
+    if window[0] is not None and window[1] is not None and window[0] >= window[1]:
+        raise IngestError(f"--from-time {start} is not before --to-time {end}")
+    return window
+
+
+def format_time(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC: ``2025-07-21T07:22:59.999Z``."""
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Pacer:
     """Sleep so recorded time passes ``speed`` times faster than wall time (None: no pacing)."""
 
@@ -107,10 +162,15 @@ def run_replay(
     paths: Sequence[Path],
     *,
     speed: float | None = None,
+    window: Window = (None, None),
+    auto_window: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[], None] | None = None,
 ) -> ReplayStats:
-    """Replay recorded files into ``md.raw.v0``."""
+    """Replay recorded files into ``md.raw.v0``.
+
+    ``window`` and ``auto_window``: see :meth:`connectors.replay.source.Replay.run`.
+    """
     pace = Pacer(speed)
 
     def on_input(item: Input) -> None:
@@ -118,7 +178,14 @@ def run_replay(
         if on_progress is not None:
             on_progress()
 
-    return Replay(ctx.assets).run(paths, ctx.sink, on_input=on_input, on_start=on_start)
+    return Replay(ctx.assets).run(
+        paths,
+        ctx.sink,
+        window=window,
+        auto_window=auto_window,
+        on_input=on_input,
+        on_start=on_start,
+    )
 
 
 def run_synthetic(

@@ -8,7 +8,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from topology.ingest import ingest_context, parse_speed, run_replay, run_synthetic
+from connectors.replay.source import ReplayStats
+from topology.ingest import (
+    format_time,
+    ingest_context,
+    parse_speed,
+    parse_window,
+    run_replay,
+    run_synthetic,
+)
 from topology.settings import StackSettings
 
 _out = Console(highlight=False, soft_wrap=True)
@@ -25,14 +33,35 @@ def _progress() -> Progress:
     )
 
 
+def window_summary(stats: ReplayStats, *, auto: bool) -> str:
+    """Describe the window a replay applied and what it left out ("" when there was none)."""
+    start, end = stats.window
+    if start is None and end is None:
+        return "; auto-window: no 1m candles or live captures, nothing skipped" if auto else ""
+    text = f"; window [{_bound(start)}, {_bound(end)})"
+    if auto and stats.span is not None:
+        first, last = stats.span
+        text += f" (auto: 1m candles / live captures {format_time(first)} .. {format_time(last)})"
+    elif auto:
+        text += " (auto: no 1m candles or live captures to clamp to)"
+    return text + f": {stats.outside_window} inputs outside it skipped"
+
+
+def _bound(ms: int | None) -> str:
+    return "open" if ms is None else format_time(ms)
+
+
 def _cmd_replay(args: argparse.Namespace, settings: StackSettings) -> int:
     speed = parse_speed(args.speed)
+    window = parse_window(args.from_time, args.to_time)
     with ingest_context(settings) as ctx, _progress() as progress:
         task = progress.add_task("replaying", total=None)
         stats = run_replay(
             ctx,
             [Path(p) for p in args.paths],
             speed=speed,
+            window=window,
+            auto_window=args.auto_window,
             on_start=lambda total: progress.update(task, total=total),
             on_progress=lambda: progress.advance(task),
         )
@@ -42,6 +71,7 @@ def _cmd_replay(args: argparse.Namespace, settings: StackSettings) -> int:
         f" heartbeats {stats.heartbeats} x {ctx.sink.partitions} partitions;"
         f" gap markers {stats.gaps}; dead letters {stats.dead_letters} (md.raw.dlq);"
         f" duplicate trades dropped {stats.parser.get('duplicate_trades', 0)}"
+        + window_summary(stats, auto=args.auto_window)
     )
     return 0
 
@@ -104,6 +134,21 @@ def add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     replay.add_argument("paths", nargs="+", help="files or directories")
     replay.add_argument("--speed", help="pace at N times recorded speed (e.g. 10x); default max")
+    replay.add_argument(
+        "--from-time",
+        metavar="T",
+        help="replay only inputs recorded at or after T (ISO-8601 UTC like 2025-07-21T00:00Z or"
+        " 2025-07-21, or epoch ms); histories are stamped with exchange time",
+    )
+    replay.add_argument(
+        "--to-time", metavar="T", help="replay only inputs recorded before T (same forms)"
+    )
+    replay.add_argument(
+        "--auto-window",
+        action="store_true",
+        help="also clamp the window to the span of the 1m candles and live captures: skip"
+        " sparse histories (e.g. years of funding) before and after them",
+    )
     replay.set_defaults(func=_cmd_replay)
 
     synthetic = actions.add_parser(

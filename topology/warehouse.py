@@ -347,6 +347,8 @@ class Warehouse:
         self.dsn = dsn
         self.lock = threading.RLock()
         path = chdb_path(dsn)
+        #: True for chDB (in-process), False for a server.
+        self.embedded = path is not None
         try:
             if path is not None:
                 path.mkdir(parents=True, exist_ok=True)
@@ -396,8 +398,11 @@ class Warehouse:
                 raise WarehouseError(f"ClickHouse: {_first_line(exc)}") from exc
 
     def rows(self, sql: str, *, readonly: bool = False) -> list[tuple[Any, ...]]:
-        """Run a query; return its rows."""
-        settings = {"readonly": 2} if readonly else None
+        """Run a query; return its rows (``readonly``: as in :meth:`text`)."""
+        settings = None
+        if readonly:
+            check_read_only(sql)
+            settings = None if self.embedded else {"readonly": 2}
         with self.lock:
             try:
                 return [tuple(r) for r in self.client.query(sql, settings=settings).result_rows]
@@ -405,8 +410,16 @@ class Warehouse:
                 raise WarehouseError(f"ClickHouse: {_first_line(exc)}") from exc
 
     def text(self, sql: str, fmt: str = "PrettyCompactMonoBlock", *, readonly: bool = True) -> str:
-        """Run a query; return its result rendered by ClickHouse in ``fmt``."""
-        settings = {"readonly": 2} if readonly else None
+        """Run a query; return its result rendered by ClickHouse in ``fmt``.
+
+        Read-only queries: a server enforces it (``readonly = 2`` on the request, so ``SETTINGS``
+        clauses still work); chDB would keep that setting for the whole session and refuse the
+        sink's next insert, so there the statement must be a query (:func:`check_read_only`).
+        """
+        settings = None
+        if readonly:
+            check_read_only(sql)
+            settings = None if self.embedded else {"readonly": 2}
         with self.lock:
             try:
                 data = self.client.raw_query(sql, fmt=fmt, settings=settings)
@@ -431,6 +444,27 @@ class Warehouse:
             " GROUP BY topic, partition"
         )
         return {(str(t), int(p)): int(o) for t, p, o in rows}
+
+
+_QUERY_WORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+_COMMENTS = re.compile(r"(--[^\n]*|/\*.*?\*/)", re.DOTALL)
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but a query (``SELECT``, ``WITH``, ``SHOW``, ``DESCRIBE``, ...).
+
+    ClickHouse refuses several statements in one request, so the first word decides.
+
+    Raises:
+        WarehouseError: The statement could write or change something (readonly).
+    """
+    text = _COMMENTS.sub(" ", sql).lstrip(" \t\r\n(")
+    word = text.split(None, 1)[0].upper() if text.split() else ""
+    if word not in _QUERY_WORDS:
+        raise WarehouseError(
+            f"readonly: {word or 'an empty statement'} is not a query; alpha sql runs"
+            f" {', '.join(_QUERY_WORDS)} statements only"
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,6 +4,9 @@ Files are read in sorted path order and merged by recorded receive time (ties: f
 line order), so the same files always give the same records in the same order. WebSocket
 frames go through the live parsers (duplicate trades dropped, malformed frames to the DLQ).
 Heartbeats and gap markers are derived from the data's own times, never from the wall clock.
+A replay can be limited to a window of recorded time (``ingest_ts``, which for histories is the
+exchange time), optionally clamped to the span of the dense inputs (1-minute candles, live
+captures) so that sparse histories such as years of funding do not stretch the replay.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from schemas.raw import RawValue, Source
 _IGNORED = {"PROVENANCE.md", "SHA256SUMS", "README.md"}
 SOURCE: Source = "replay"
 
+#: ``(from_ms, to_ms)``: the half-open window ``[from_ms, to_ms)`` of ``ingest_ts``; None = open.
+Window = tuple[int | None, int | None]
+
 
 class RawOutput(Protocol):
     """Where replayed records go: :class:`connectors.raw_sink.RawSink` or a test collector."""
@@ -60,6 +66,12 @@ class ReplayStats:
     dead_letters: int = 0
     gaps: int = 0
     parser: Counter[str] = field(default_factory=Counter)
+    #: Inputs left out because their ``ingest_ts`` is outside :attr:`window`.
+    outside_window: int = 0
+    #: The window applied (after ``auto_window``), ``[from, to)``; ``(None, None)``: everything.
+    window: Window = (None, None)
+    #: ``(first, last)`` ``ingest_ts`` of the dense inputs (1m candles, live captures), if any.
+    span: tuple[int, int] | None = None
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
@@ -135,6 +147,8 @@ class Replay:
         paths: Iterable[Path],
         out: RawOutput,
         *,
+        window: Window = (None, None),
+        auto_window: bool = False,
         on_input: Callable[[Input], None] | None = None,
         on_start: Callable[[int], None] | None = None,
     ) -> ReplayStats:
@@ -143,26 +157,49 @@ class Replay:
         Args:
             paths: Files and directories.
             out: Where records, heartbeats and dead letters go.
+            window: Keep only inputs with ``from_ms <= ingest_ts < to_ms`` (None: unbounded).
+                Unreadable inputs are kept whatever their time: they go to the dead letters.
+            auto_window: Also clamp the window to the span of the dense inputs (1-minute
+                candles, live-feed frames), leaving out sparse histories (funding, hourly
+                candles, cassettes) before the first and after the last of them. Without dense
+                inputs the window is left as given.
             on_input: Sees each input before it is processed (pacing, progress).
-            on_start: Told the number of inputs once they are read.
+            on_start: Told the number of inputs to process once they are read.
+
+        Raises:
+            ValueError: ``window`` is empty (``from_ms >= to_ms``).
         """
+        if window[0] is not None and window[1] is not None and window[0] >= window[1]:
+            raise ValueError(f"empty replay window [{window[0]}, {window[1]})")
         files = discover(paths)
         self.stats.files = len(files)
-        streams = [
-            ((item.ingest_ts, index, seq), item)
-            for index, path in enumerate(files)
-            for seq, item in enumerate(open_inputs(path, self.registry))
-        ]
-        streams.sort(key=lambda s: s[0])
+        inputs, self.stats.span = self._read(files)
+        self.stats.window = _clamp(window, self.stats.span if auto_window else None)
+        start, end = self.stats.window
+        kept = [item for item in inputs if _in_window(item, start, end)]
+        self.stats.outside_window = len(inputs) - len(kept)
         if on_start is not None:
-            on_start(len(streams))
-        for _key, item in streams:
+            on_start(len(kept))
+        for item in kept:
             if on_input is not None:
                 on_input(item)
             self._one(item, out)
         for parser in self.parsers.values():
             self.stats.parser.update(parser.stats)
         return self.stats
+
+    def _read(self, files: list[Path]) -> tuple[list[Input], tuple[int, int] | None]:
+        """Return every input in replay order, and the span of the dense ones (or None)."""
+        streams: list[tuple[tuple[int, int, int], Input]] = []
+        dense: list[int] = []
+        for index, path in enumerate(files):
+            for seq, item in enumerate(open_inputs(path, self.registry)):
+                streams.append(((item.ingest_ts, index, seq), item))
+                if _is_dense(path, item):
+                    dense.append(item.ingest_ts)
+        streams.sort(key=lambda s: s[0])
+        span = (min(dense), max(dense)) if dense else None
+        return [item for _key, item in streams], span
 
     def _one(self, item: Input, out: RawOutput) -> None:
         self.stats.inputs += 1
@@ -233,3 +270,32 @@ class Replay:
             return self.registry.resolve(venue, kind, symbol)
 
         return resolve
+
+
+def _is_dense(path: Path, item: Input) -> bool:
+    # A live feed (a WS frame, recorded or rebuilt from CSV) or a 1-minute candle. A REST
+    # cassette's frame (l2Book) is a single snapshot, not a feed: it does not set the span.
+    if item.frame is not None:
+        return path.suffix != ".json"
+    value = item.value
+    return (
+        value is not None and raw.kind_of(value) == "candle" and value["body"]["interval"] == "1m"
+    )
+
+
+def _clamp(window: Window, span: tuple[int, int] | None) -> Window:
+    # The window, narrowed to [first, last] of the span when there is one.
+    start, end = window
+    if span is None:
+        return window
+    first, last = span
+    return (
+        first if start is None else max(start, first),
+        last + 1 if end is None else min(end, last + 1),
+    )
+
+
+def _in_window(item: Input, start: int | None, end: int | None) -> bool:
+    if item.frame is None and item.value is None:
+        return True  # unreadable: always reported to the dead letters, whatever its time
+    return (start is None or item.ingest_ts >= start) and (end is None or item.ingest_ts < end)

@@ -17,7 +17,15 @@ from schemas.events import to_json
 from tests.kit.lattice import small_pack, synthetic_detector_pack
 from topology.pipeline_driver import PipelineDriver
 from topology.sink import LAYOUTS, RowError, rows_of
-from topology.warehouse import CORE_DDL, TABLES, Warehouse, WarehouseError, chdb_path, ddl
+from topology.warehouse import (
+    CORE_DDL,
+    TABLES,
+    Warehouse,
+    WarehouseError,
+    chdb_path,
+    check_read_only,
+    ddl,
+)
 
 
 def test_the_checked_in_ddl_is_the_generated_one() -> None:
@@ -141,6 +149,24 @@ def test_queries_are_read_only(warehouse: Warehouse) -> None:
         warehouse.text("DROP TABLE alpha.features_snapshot")
     text = warehouse.text("SELECT 1 AS one SETTINGS max_threads = 1", "TSVWithNames")
     assert text.splitlines() == ["one", "1"]
+    # A query must not leave the session read-only: the sink inserts right after it.
+    warehouse.insert("sink_offsets", ("topic", "partition", "next_offset"), [["t", 0, 7]])
+    assert warehouse.rows("SELECT next_offset FROM alpha.sink_offsets WHERE topic = 't'") == [(7,)]
+
+
+@pytest.mark.parametrize(
+    "sql", ["select 1", "  -- note\n WITH 1 AS x SELECT x", "/* c */ (SELECT 1)", "SHOW TABLES"]
+)
+def test_queries_pass_the_read_only_check(sql: str) -> None:
+    check_read_only(sql)
+
+
+@pytest.mark.parametrize(
+    "sql", ["INSERT INTO t VALUES (1)", "/* SELECT */ DROP TABLE t", "", "SET readonly = 0"]
+)
+def test_anything_else_is_refused(sql: str) -> None:
+    with pytest.raises(WarehouseError, match="readonly"):
+        check_read_only(sql)
 
 
 def test_a_held_directory_is_a_clear_error(warehouse: Warehouse) -> None:
