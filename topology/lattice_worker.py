@@ -236,11 +236,11 @@ class LatticeWorker:
             SNAPSHOT_WRITES.labels(TF_NAME[r["tf"]], r["dq_status"]).inc()
             DQ_STATUS.labels(r["dq_status"]).inc()
         for r in minute_rows:
-            if r["clock_skew_ms"] is not None:
+            if r.get("clock_skew_ms") is not None:
                 CLOCK_SKEW.observe(r["clock_skew_ms"])
         if minute_rows:
             for feature in NULLABLE:
-                nulls = sum(r[feature] is None for r in minute_rows)
+                nulls = sum(r.get(feature) is None for r in minute_rows)
                 NULL_RATE.labels(feature).set(nulls / len(minute_rows))
 
     def run(self, loglevel: str = "warning") -> None:
