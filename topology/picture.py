@@ -290,6 +290,9 @@ def _png(
     return buf.getvalue()
 
 
+_BUSY = 60  # events in a panel beyond which markers shrink
+
+
 def _draw(
     ax: Axes,
     panel: _Panel,
@@ -305,8 +308,13 @@ def _draw(
     if panel.marks:
         xs, ys, marked = zip(*panel.marks, strict=True)
         colours = [_colour(e.event_class) for e in marked]
-        sizes = [_area(e.severity) for e in marked]
-        ax.scatter(xs, ys, s=sizes, c=colours, alpha=0.85, lw=0.4, edgecolors="white", zorder=3)
+        # A busy panel gets smaller, lighter markers so the price line stays visible.
+        k = min(1.0, (_BUSY / len(marked)) ** 0.5)
+        sizes = [max(4.0, _area(e.severity) * k) for e in marked]
+        alpha = 0.85 if k == 1.0 else 0.55
+        ax.scatter(
+            xs, ys, s=sizes, c=colours, alpha=alpha, lw=0.4 * k, edgecolors="white", zorder=3
+        )
     corner = f"{panel.symbol}  {panel.n_events} event{'s' if panel.n_events != 1 else ''}"
     box = {"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 1.5}
     ax.text(
