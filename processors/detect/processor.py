@@ -24,9 +24,9 @@ The outputs depend only on the partition's own record sequence, so 1 or N worker
 a replay give the same events. State lives in one store (``detect.state.v1``): the partition's
 value under ``p:<partition>`` (scorer state, market history, last frame), its minutes buffered
 until their market frame under ``m:<partition>:<label>`` (one value each, written when changed:
-a full-speed replay can leave hundreds pending), one history per asset under ``a:<asset_uid>`` and its IQR digests and bounds (§4.4) under
-``q:<asset_uid>``, behind a write-back cache that :meth:`flush` writes
-(once per commit in the worker, per record in the test driver).
+a full-speed replay can leave hundreds pending), one history per asset under ``a:<asset_uid>``
+and its IQR digests and bounds (§4.4) under ``q:<asset_uid>``, behind a write-back cache that
+:meth:`flush` writes (once per commit in the worker, per record in the test driver).
 
 A record that is not usable raises :class:`BadLatticeRecord` before anything changes (the agent
 sends it to ``alpha.events.dlq``).
