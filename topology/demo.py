@@ -4,9 +4,9 @@ Steps: start the local stack; start from empty topics, tables and state (the dem
 stack's data first unless ``--no-reset``); create the topics; run the lattice, market and
 detector workers and the ClickHouse sink as child processes; replay the bundled real recordings
 into ``md.raw.v0`` -- 4.7 days of Hyperliquid 1-minute candles with hourly funding for 12 perps
-(the candle bootstrap of spec 002 §16.1, rows marked ``source = candle_snapshot``; the tick
-captures are not replayed after them, docs/analytics.md says why); wait until every stage and
-the sink are past every record; print the summary from ClickHouse (rows per tf, DQ split, events
+(the candle bootstrap of spec 002 §16.1, rows marked ``source = candle_snapshot``), then the
+real trade/BBO/book captures of BTC, ETH and SOL; wait until every stage and the sink are past
+every record; print the summary from ClickHouse (rows per tf, DQ split, events
 by class with the strongest, latency percentiles); draw the picture (PNG + self-contained
 HTML); stop the workers and the sink cleanly. The stack keeps running so that ``alpha explain``
 can read the topics; ``alpha sql`` opens the store directly once the sink has stopped.
@@ -35,6 +35,12 @@ from topology.settings import REPO_ROOT, StackSettings
 
 SAMPLES = REPO_ROOT / "data" / "samples"
 CANDLES = SAMPLES / "hyperliquid-perps-candles-funding-freqtrade-2025-07"
+#: Real trade/BBO/book captures, 39 days after the candles (the lattice fills the first hour of
+#: a jump with stale minutes and skips the rest: processors/lattice/clock.py).
+CAPTURES = (
+    SAMPLES / "hyperliquid-ws-collector-2025-09-03",
+    SAMPLES / "hyperliquid-ws-calibration-2025-09-04",
+)
 ROLES = ("lattice", "market", "detector", "sink")
 #: Spec 002 §16.1: a candle bootstrap normalises only what candles carry (volume, |return|);
 #: with v1.0 (spread, OI and basis baselines too) the candle minutes would never leave warm-up.
@@ -306,7 +312,8 @@ def draw(settings: StackSettings, out_dir: Path) -> tuple[Path, Path, int, int]:
         events,
         png,
         html,
-        title="Alpha Data Detector on bundled real Hyperliquid data (1m candles, Jul 2025)",
+        title="Alpha Data Detector on bundled real Hyperliquid data"
+        " (1m candles Jul 2025, ticks Sep 2025)",
     )
     return png, html, sum(map(len, series.values())), len(events)
 
@@ -359,10 +366,12 @@ def run_demo(settings: StackSettings, console: Console, *, fresh: bool = True) -
                 f"{CANDLES.name}: {stats.inputs} inputs (12 perps, 1m candles + funding,"
                 f" auto window) -> {sum(stats.records.values())} records"
             )
-            say(
-                "(the real tick captures of 2025-09 are not replayed after them: the lattice"
-                " would seal every minute of the 39 days between, see docs/analytics.md)"
-            )
+            for folder in CAPTURES:
+                stats = run_replay(ctx, [folder])
+                say(
+                    f"{folder.name}: {stats.inputs} inputs -> {sum(stats.records.values())}"
+                    f" records, {stats.gaps} outage gap markers, {stats.dead_letters} dead letters"
+                )
         say(f"replayed in {time.monotonic() - t0:.0f} s")
         console.rule("4/6  processing (every stage past every record, the sink too)")
         waited = wait_drained(settings, children, console, WAIT_TIMEOUT_S)

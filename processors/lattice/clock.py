@@ -15,6 +15,10 @@ from enum import StrEnum
 MINUTE_MS = 60_000
 LATENESS_MS = 1_500
 GRACE_MS = 3_000
+#: A jump of stream time over more minutes than this seals only the first ones (stale
+#: ``no_data`` rows that report the outage) and skips the rest: two recordings 39 days apart
+#: would otherwise seal 57,000 empty minutes per asset in one step (see docs/lattice.md).
+MAX_FILL_MINUTES = 60
 
 
 class Seal(StrEnum):
@@ -58,18 +62,35 @@ def advance(
     *,
     lateness_ms: int = LATENESS_MS,
     grace_ms: int = GRACE_MS,
+    max_fill_minutes: int = MAX_FILL_MINUTES,
 ) -> tuple[ClockState, list[tuple[Seal, int]]]:
     """Move the watermark to ``exchange_ts`` (if later); return the seals it triggers, in order.
 
     Closes and finals interleave by the time they become due, a close before a final at the same
     instant, so every later stage sees one order. Minutes before the first record are never
-    sealed: the lattice starts at the first minute it has data for.
+    sealed: the lattice starts at the first minute it has data for. A jump that would close more
+    than ``max_fill_minutes`` minutes closes and finalises the first ``max_fill_minutes`` of them,
+    then continues at the minute of ``exchange_ts``: the minutes between are never sealed.
     """
     if state.next_close == 0:
         first = label_of(exchange_ts)
         state = ClockState(watermark=-1, next_close=first, next_final=first)
     if exchange_ts <= state.watermark:
         return state, []
+    to_close = (exchange_ts - lateness_ms - state.next_close) // MINUTE_MS + 1
+    if to_close > max_fill_minutes:
+        last = state.next_close + (max_fill_minutes - 1) * MINUTE_MS
+        state, filled = advance(
+            state, last + grace_ms, lateness_ms=lateness_ms, grace_ms=grace_ms,
+            max_fill_minutes=max_fill_minutes,
+        )  # fmt: skip
+        resume = label_of(exchange_ts)
+        state = ClockState(watermark=state.watermark, next_close=resume, next_final=resume)
+        state, more = advance(
+            state, exchange_ts, lateness_ms=lateness_ms, grace_ms=grace_ms,
+            max_fill_minutes=max_fill_minutes,
+        )  # fmt: skip
+        return state, filled + more
     seals: list[tuple[Seal, int]] = []
     close, final = state.next_close, state.next_final
     while True:

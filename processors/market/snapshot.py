@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from packs.universe import UniversePolicy
+from processors.lattice.clock import MAX_FILL_MINUTES
 from processors.market.context import build_context
 from processors.market.universe import Universe, UniverseInput
 from schemas.errors import AlphaError
@@ -252,12 +253,23 @@ class MarketProcessor:
         out: list[Output] = []
         if upto is None or start is None:
             return out
-        for label in range(start, upto + 1, MINUTE_MS):
+        for label in self._labels(start, upto):
             missing = [p for p, c in enumerate(self.last_close) if c is None or c < label]
             if missing:
                 self._count("forced_minutes")
             out += self._emit(label, missing)
         return out
+
+    def _labels(self, start: int, upto: int) -> list[int]:
+        """Return the minutes to emit, oldest first.
+
+        Every minute of ``[start, upto]`` -- unless that spans more than ``MAX_FILL_MINUTES``:
+        then only the minutes some partition sent rows for, as the lattice skips the rest of a
+        long jump (processors/lattice/clock.py) and nobody will ever send them.
+        """
+        if upto - start < MAX_FILL_MINUTES * MINUTE_MS:
+            return list(range(start, upto + 1, MINUTE_MS))
+        return sorted(m for m in self.pending if start <= m <= upto)
 
     def _emit(self, label: int, missing: list[int]) -> list[Output]:
         market = self.policy.market

@@ -13,6 +13,8 @@ from packs.feature import PACK_DIR, FeaturePack, load_feature_pack
 #: Changing packs/feature/v1.0.yaml changes every row's config_hash: bump the pack instead.
 PINNED = {
     "v1.0": "sha256:c0897323fb0bc1539e2ea4f18b12b0668adf491de36d1260890c3ac7c464f868",
+    # v1.0 with the §16.1 minimal normalization (vol, ret_abs): the demo's candle bootstrap.
+    "v1.0-bootstrap": "sha256:3b5e16e23cd87e73bcd3930793451ef58006778ecf73af716305cf4926658810",
 }
 
 

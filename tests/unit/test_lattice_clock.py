@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processors.lattice.clock import ClockState, Seal, TickFate, advance, fate, label_of
+from processors.lattice.clock import (
+    MAX_FILL_MINUTES,
+    ClockState,
+    Seal,
+    TickFate,
+    advance,
+    fate,
+    label_of,
+)
 
 T0 = 1_756_904_100_000  # a minute boundary
 M = 60_000
@@ -91,3 +99,30 @@ def test_seals_depend_only_on_the_watermark_not_on_the_steps(offsets, extra):
     # Heartbeats or other records in between (never past the last time) change nothing.
     between = sorted(t for t in (T0 + e for e in extra) if times[0] <= t <= times[-1])
     assert _run(sorted(times + between))[1] == _run([times[0], times[-1]])[1]
+
+
+def test_a_long_jump_seals_the_first_hour_then_resumes_at_the_new_minute():
+    day = 24 * 60 * M
+    later = T0 + 39 * day + 20_000  # two recordings 39 days apart
+    state, seals = _run([T0 + 1, later])
+    closes = [t for s, t in seals if s is Seal.CLOSE]
+    finals = [t for s, t in seals if s is Seal.FINAL]
+    assert closes == [T0 + k * M for k in range(1, MAX_FILL_MINUTES + 1)]
+    assert finals == closes  # the filled minutes are final too: nothing is left half-sealed
+    assert state.watermark == later
+    assert state.next_close == state.next_final == label_of(later)
+    assert fate(state, later + 1_000) is TickFate.OPEN
+    assert fate(state, T0 + 20 * day) is TickFate.LATE  # a skipped minute stays skipped
+    _, after = advance(state, label_of(later) + 3_000)
+    assert after == [(Seal.CLOSE, label_of(later)), (Seal.FINAL, label_of(later))]
+
+
+def test_a_jump_of_exactly_the_fill_seals_every_minute():
+    last = T0 + MAX_FILL_MINUTES * M
+    _, seals = _run([T0 + 1, last + 3_000])
+    assert [t for s, t in seals if s is Seal.CLOSE] == [
+        T0 + k * M for k in range(1, MAX_FILL_MINUTES + 1)
+    ]
+    _, seals = _run([T0 + 1, last + M + 1_500])  # one more minute to close: the cap applies
+    assert [t for s, t in seals if s is Seal.CLOSE][-1] == last
+    assert (Seal.CLOSE, last + M) not in seals
