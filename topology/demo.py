@@ -267,11 +267,12 @@ SUMMARY_QUERIES: tuple[tuple[str, str], ...] = (
     (
         "latency, ms (full-speed replay: includes queueing behind the backlog)",
         "SELECT 'row -> event (detector)' AS hop,"
-        " quantiles(0.5, 0.95, 0.99)(dateDiff('millisecond', f._kafka_ts, e._kafka_ts)) AS"
-        " p50_p95_p99, count() AS n FROM alpha.anomaly_event_dedup AS e"
+        " arrayMap(x -> round(x), quantiles(0.5, 0.95, 0.99)(dateDiff('millisecond',"
+        " f._kafka_ts, e._kafka_ts))) AS p50_p95_p99, count() AS n"
+        " FROM alpha.anomaly_event_dedup AS e"
         " INNER JOIN alpha.features_snapshot_dedup AS f USING (asset_uid, tf, exchange_ts)"
-        " UNION ALL SELECT 'event -> ClickHouse (sink)', quantiles(0.5, 0.95, 0.99)"
-        "(dateDiff('millisecond', _kafka_ts, _inserted_at)), count()"
+        " UNION ALL SELECT 'event -> ClickHouse (sink)', arrayMap(x -> round(x),"
+        " quantiles(0.5, 0.95, 0.99)(dateDiff('millisecond', _kafka_ts, _inserted_at))), count()"
         " FROM alpha.anomaly_event_dedup",
     ),
 )
