@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 CONTRACT_VERSION = "0.1"
@@ -58,6 +59,33 @@ def iso_ms(epoch_ms: int) -> str:
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     millis = epoch_ms % 1000
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_EPOCH_MS = 10**11  # 1973-03-03: fewer digits are seconds or a date, not milliseconds
+
+
+def parse_epoch_ms(text: str) -> int:
+    """Parse ISO-8601 (UTC unless it names an offset) or epoch milliseconds into epoch ms.
+
+    Raises:
+        ValueError: Neither, or digits too few to be epoch milliseconds (seconds, ``20250721``);
+            the message says what to give instead.
+    """
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        if int(text) < _MIN_EPOCH_MS:
+            raise ValueError(
+                "give epoch milliseconds (13 digits) or an ISO-8601 time like 2025-07-21T00:00Z"
+            )
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("use ISO-8601 (2025-07-21, 2025-07-21T00:00Z) or epoch ms") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def violations(event: Mapping[str, Any], encoded_size: int | None = None) -> list[str]:

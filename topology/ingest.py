@@ -6,7 +6,6 @@ writes records (and heartbeats, dead letters), flushes, and saves any new asset 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from connectors.replay.readers import Input
 from connectors.replay.source import Replay, ReplayStats, Window
 from schemas import raw
 from schemas.errors import AlphaError
+from schemas.events import parse_epoch_ms
 from schemas.wire import AvroCodec
 from topology import spec
 from topology.settings import StackSettings
@@ -30,8 +30,6 @@ from topology.settings import StackSettings
 Report = Callable[[str], None]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Epoch-millisecond values below this (1973-03-03) are taken for seconds or compact dates.
-_MIN_EPOCH_MS = 10**11
 
 
 class IngestError(AlphaError):
@@ -97,23 +95,10 @@ def parse_time(text: str, option: str = "--from-time") -> int:
     Raises:
         IngestError: Neither, or digits too small to be epoch milliseconds (seconds, ``20250721``).
     """
-    text = text.strip()
-    if re.fullmatch(r"\d+", text):
-        if int(text) < _MIN_EPOCH_MS:
-            raise IngestError(
-                f"{option} {text!r}: give epoch milliseconds (13 digits) or an ISO-8601 time"
-                " like 2025-07-21T00:00Z"
-            )
-        return int(text)
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise IngestError(
-            f"{option} {text!r}: use ISO-8601 (2025-07-21, 2025-07-21T00:00Z) or epoch ms"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+        return parse_epoch_ms(text)
+    except ValueError as exc:
+        raise IngestError(f"{option} {text!r}: {exc}") from None
 
 
 def parse_window(start: str | None, end: str | None) -> Window:

@@ -29,12 +29,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from processors.detect.processor import EVENTS_TOPIC
 from schemas.errors import AlphaError, WireFormatError
-from schemas.events import violations
+from schemas.events import parse_epoch_ms, violations
 from schemas.wire import AvroCodec
 from topology.driver import Sent
 from topology.pipeline_driver import PipelineDriver
@@ -42,8 +41,6 @@ from topology.pipeline_driver import PipelineDriver
 REPLAY_TOPIC = "alpha.events.replay.v0"
 #: Header naming the replay run (its transactional id) on every record it publishes.
 RUN_HEADER = "alpha-replay-run"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MIN_EPOCH_MS = 10**11  # 1973-03-03: fewer digits are seconds or a date, not milliseconds
 
 EventKey = tuple[str, int]  # (event_id, revision)
 
@@ -59,23 +56,10 @@ def parse_time(text: str, option: str = "--from-time") -> int:
     Raises:
         ReplayError: Neither, or digits too few to be epoch milliseconds.
     """
-    text = text.strip()
-    if re.fullmatch(r"\d+", text):
-        if int(text) < _MIN_EPOCH_MS:
-            raise ReplayError(
-                f"{option} {text!r}: give epoch milliseconds (13 digits) or ISO-8601 such as"
-                " 2025-09-03T12:00Z"
-            )
-        return int(text)
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ReplayError(
-            f"{option} {text!r}: use ISO-8601 (2025-09-03, 2025-09-03T12:00Z) or epoch ms"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+        return parse_epoch_ms(text)
+    except ValueError as exc:
+        raise ReplayError(f"{option} {text!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
