@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from connectors.registry import SchemaRegistry
 from connectors.synthetic.scenarios import CATALOGUE_MINUTES as MINUTES
@@ -87,6 +87,16 @@ def _last_records(settings: StackSettings, topic: str) -> dict[int, int]:
     return want
 
 
+def _serving(stack: StackSettings) -> bool:
+    """True once every topic this test reads answers for its watermarks (leaders elected)."""
+    try:
+        for topic in (raw.TOPIC, "market.in.v0", "lattice.v0", "market.snapshot.v0", EVENTS):
+            end_offsets(stack, topic)
+    except KafkaException:
+        return False
+    return True
+
+
 class Supervisor:
     """Restart any process that died (a crash, a kill -9, a broker restart it did not survive)."""
 
@@ -143,6 +153,8 @@ def _faults(stack: StackSettings, procs: dict[str, WorkerProcess], sup: Supervis
             kafka = LocalStack(stack).service("kafka")
             assert kafka.process.stop(30)
             LocalStack(stack).up(lambda _line: None)
+            # "Ready" is the listener; partition leaders come a moment later.
+            wait_until(lambda: _serving(stack), TIMEOUT_S, "partition leaders back", sup.tails)
     return sql_while_running
 
 
