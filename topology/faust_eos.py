@@ -21,9 +21,12 @@ by the kill -9 test, and closed here:
    consumer from outside its thread), and leaves a partition's transaction open when its ack list
    does not yield a committable offset (a transaction that outlives
    ``transaction.timeout.ms`` is aborted by the broker and the worker stalls, fenced). Here
-   the stage commits what it *processed*: :meth:`EosStage.admit` lets through only the next
-   offset of each partition (a re-delivered record is dropped; on a gap the consumer is sent
-   back, inside its own thread, and records are dropped until the missing one arrives),
+   the stage commits what it *processed*: :meth:`EosStage.admit` starts each assigned partition
+   at the committed offset asked of the broker (Faust's own copy is empty between a revocation
+   and its seek; a transactional source's first record past it is confirmed by one seek back),
+   lets through only the next offset of each partition (a re-delivered record is dropped; on a
+   gap the consumer is sent back, inside its own thread, and records are dropped until the
+   missing one arrives),
    Faust's own "read offset" filter is switched off for the source topic (it drops every record
    below the highest offset it delivered, so the records a seek-back re-fetches never reached
    the agent and the partition stalled: the defect of 1 in 5 crash runs, 2026-11-24),
@@ -43,15 +46,23 @@ by the kill -9 test, and closed here:
    transaction it could not verify) would hold the stage lock forever. A watchdog crashes the
    worker when the lock is held longer than ``stall_timeout_s``, after logging every task's stack
    and every transactional producer's state; the restart restores from the committed state.
+7. **Failed sends committed anyway.** aiokafka's transaction commit waits for the transaction's
+   batches without looking at their outcome (``flush_for_commit``), so a batch the broker refused
+   with a non-retriable error is dropped while the offsets commit: a lost output. The stage
+   awaits every send's delivery before it commits the partition (:meth:`EosStage._delivered`);
+   a failure crashes the worker instead.
 
-The crash test (``tests/integration/test_lattice_worker.py``) is the proof, not this comment.
+The crash tests (``tests/integration/test_lattice_worker.py``, ``test_analytics_sink.py``) are
+the proof, not this comment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import io
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -60,6 +71,7 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from prometheus_client import Counter
 
@@ -124,6 +136,66 @@ class _ReadOffsets(dict[Any, Any]):
         return self.get(tp)
 
 
+class FetchLedger:
+    """The source offsets aiokafka handed to Faust, per partition, not yet seen by the stage.
+
+    Faust's ``getmany`` drops records it already took from aiokafka when, mid-iteration, the
+    partition stops being active (recovery pausing and resuming streams), the flow stops or the
+    generation changes; aiokafka's position is already past them. On a transactional source a
+    hole in the offsets is normally a commit marker or an aborted record, so such a drop looked
+    like one: the detector skipped 30 market frames after a restart (analytics fault test,
+    2026-11-24). aiokafka itself never returns markers or aborted records, so a hole is a drop
+    exactly when the ledger saw offsets inside it. Thread-safe: aiokafka's thread appends, the
+    stage's loop pops.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fetched: dict[int, collections.deque[int]] = {}
+
+    def note(self, partition: int, offsets: list[int]) -> None:
+        """Record offsets aiokafka returned (a refetch after a seek restarts the ledger)."""
+        if not offsets:
+            return
+        with self._lock:
+            queue = self._fetched.setdefault(partition, collections.deque())
+            if queue and offsets[0] <= queue[-1]:
+                queue.clear()
+            queue.extend(offsets)
+
+    def skipped(self, partition: int, start: int, offset: int) -> bool:
+        """Forget offsets below ``offset``; True if one of them was at or after ``start``.
+
+        True means a record in ``[start, offset)`` was fetched but never reached the stage.
+        """
+        found = False
+        with self._lock:
+            queue = self._fetched.get(partition)
+            while queue and queue[0] <= offset:
+                head = queue.popleft()
+                found = found or start <= head < offset
+        return found
+
+    def clear(self) -> None:
+        """Forget everything (a rebalance)."""
+        with self._lock:
+            self._fetched.clear()
+
+
+async def _ledger_fetch_records(self: Any, *args: Any, **kwargs: Any) -> Any:
+    records = await _ORIGINAL_FETCH_RECORDS(self, *args, **kwargs)
+    stage: EosStage | None = getattr(self.consumer.app, "_alpha_eos", None)
+    if stage is not None and records:
+        for tp, messages in records.items():
+            if tp.topic == stage.source_topic:
+                stage.ledger.note(tp.partition, [m.offset for m in messages])
+    return records
+
+
+_ORIGINAL_FETCH_RECORDS = AIOKafkaConsumerThread._fetch_records
+AIOKafkaConsumerThread._fetch_records = _ledger_fetch_records  # type: ignore[method-assign]
+
+
 class EosStage:
     """The exactly-once plumbing of one stage: lock, offsets, commits, transactional sends.
 
@@ -163,6 +235,10 @@ class EosStage:
         self.next_offset: dict[int, int] = {}  # partition -> next offset to process
         self.pending: dict[int, int] = {}  # partition -> offset to commit (work not committed)
         self._seeking: dict[int, tuple[int, int]] = {}  # partition -> (seeks, records dropped)
+        self._first_seen: dict[int, int] = {}  # partition -> first offset delivered (unconfirmed)
+        self._confirmed: set[int] = set()  # partitions whose start offset is confirmed
+        self._deliveries: dict[int, list[Awaitable[Any]]] = {}  # partition -> sends to confirm
+        self.ledger = FetchLedger()
         app._alpha_eos = self  # type: ignore[attr-defined]
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -239,12 +315,18 @@ class EosStage:
     async def admit(self, partition: int, offset: int) -> bool:
         """Return True if the record at ``offset`` is the partition's next one to process.
 
-        A record below the next offset was processed already (its effects are staged or
-        committed): dropped. A record above it means Faust did not deliver the records in
-        between (seen after restarts: a fetch made before the seek to the committed offset):
-        the consumer is sent back to the next offset and records are dropped until it arrives.
-        The input is written without transactions (offsets are contiguous), so a gap is never
-        real unless retention deleted the records; that case is checked and accepted loudly.
+        The first record of a partition after an assignment is checked against the group's
+        committed offset, asked of the broker (Faust's own copy is empty between a revocation
+        and its seek, and trusting the first delivered offset then skipped records). A record
+        below the next offset was processed already (its effects are staged or committed):
+        dropped. A record above it means Faust did not deliver the records in between (seen
+        after restarts: a fetch made before the seek to the committed offset): for a
+        contiguous source the consumer is sent back to the next offset and records are
+        dropped until it arrives; retention-deleted records are checked and accepted loudly.
+        A transactional source has holes (commit markers, aborted records), so the first
+        record after an assignment is confirmed by one seek back to the committed offset
+        (:meth:`_confirm_start`); a later hole is accepted unless the :class:`FetchLedger`
+        shows Faust dropped a fetched record inside it, which is repaired the same way.
 
         Raises:
             OffsetGapError: Seeking back did not bring the missing records after
@@ -252,19 +334,86 @@ class EosStage:
         """
         expected = self.next_offset.get(partition)
         if expected is None:
-            consumer: Any = self.app.consumer
-            committed = consumer._committed_offset.get(TP(self.source_topic, partition))
-            expected = committed if isinstance(committed, int) and committed > 0 else offset
-            self.next_offset[partition] = expected
-        if offset == expected:
-            self._seeking.pop(partition, None)
-            return True
+            expected = self.next_offset[partition] = await self._start_offset(partition)
+            log.info(
+                "%s/%d: starts at committed offset %d (first record delivered: %d)",
+                self.source_topic, partition, expected, offset,
+            )  # fmt: skip
         if offset < expected:
             EOS_REDELIVERED.labels(self.source_topic).inc()
             return False
-        if not self.contiguous:  # a commit marker or an aborted record: not a lost record
+        dropped = self.ledger.skipped(partition, expected, offset)
+        if offset == expected:
+            self._seeking.pop(partition, None)
+            self._confirmed.add(partition)
             return True
+        if not self.contiguous:
+            if partition in self._confirmed and not dropped:
+                return True  # a commit marker or an aborted record: not a lost record
+            self._confirmed.discard(partition)
+            return await self._confirm_start(partition, expected, offset)
         return await self._on_gap(partition, expected, offset)
+
+    async def _start_offset(self, partition: int) -> int:
+        """The group's committed offset of ``partition`` (the earliest offset if none)."""
+        thread: Any = self.app.consumer._thread  # type: ignore[attr-defined]
+        aio_consumer = thread._ensure_consumer()
+        tp = TopicPartition(self.source_topic, partition)
+
+        async def committed() -> int | None:
+            value = await aio_consumer.committed(tp)
+            return value if isinstance(value, int) and value >= 0 else None
+
+        offset = await thread.call_thread(committed)
+        return await self._earliest(partition) if offset is None else int(offset)
+
+    async def _earliest(self, partition: int) -> int:
+        """The partition's earliest offset (retention may have deleted older records)."""
+        consumer: Any = self.app.consumer
+        tp = TP(self.source_topic, partition)
+        return int((await consumer.earliest_offsets(tp)).get(tp, 0))
+
+    async def _confirm_start(self, partition: int, expected: int, offset: int) -> bool:
+        """Confirm a transactional source's record past ``expected`` (a start, or a drop).
+
+        The records between the committed offset and the first one delivered may be markers
+        and aborted records, or real records a stale fetch skipped: the consumer is sent back
+        to ``expected`` and the first record it delivers at or below the first one seen is the
+        true start (records above it come from the stale fetch and are dropped).
+        """
+        seeking = self._seeking.get(partition)
+        if seeking is None:
+            self._first_seen[partition] = offset
+            return await self._seek_back(partition, expected, offset, 1)
+        first_seen = self._first_seen[partition]
+        if offset <= first_seen:
+            if offset < first_seen:
+                EOS_GAPS.labels(self.source_topic).inc()
+                log.warning(
+                    "%s/%d: record %d was delivered when %d was expected; the seek back"
+                    " brought %d (records %d..%d would have been skipped)",
+                    self.source_topic, partition, first_seen, expected, offset, offset,
+                    first_seen - 1,
+                )  # fmt: skip
+            self._seeking.pop(partition, None)
+            self._first_seen.pop(partition, None)
+            self._confirmed.add(partition)
+            return True
+        if seeking[1] < SEEK_PATIENCE:
+            self._seeking[partition] = (seeking[0], seeking[1] + 1)
+            return False
+        return await self._seek_back(partition, expected, first_seen, seeking[0] + 1)
+
+    async def _seek_back(self, partition: int, expected: int, offset: int, attempts: int) -> bool:
+        if attempts > MAX_SEEKS:
+            raise OffsetGapError(
+                f"{self.source_topic}/{partition}: offsets from {expected} were not delivered"
+                f" again after {MAX_SEEKS} seeks (first record seen: {offset}); stopping"
+                " instead of skipping them"
+            )
+        self._seeking[partition] = (attempts, 0)
+        await self._seek(partition, expected)
+        return False
 
     async def _on_gap(self, partition: int, expected: int, offset: int) -> bool:
         seeking = self._seeking.get(partition)
@@ -277,9 +426,7 @@ class EosStage:
                 f"{self.source_topic}/{partition}: offsets {expected}..{offset - 1} were never"
                 f" delivered after {MAX_SEEKS} seeks; stopping instead of skipping them"
             )
-        consumer: Any = self.app.consumer
-        tp = TP(self.source_topic, partition)
-        earliest = (await consumer.earliest_offsets(tp)).get(tp, 0)
+        earliest = await self._earliest(partition)
         if earliest > expected:
             log.warning(
                 "%s/%d: offsets %d..%d were deleted by retention; going on at %d",
@@ -332,12 +479,14 @@ class EosStage:
                 if tid not in producer._transaction_producers:
                     raise RuntimeError(f"no transactional producer {tid} to commit {tp}")
                 await self._flush(partition)
+                await self._delivered(partition)
                 await producer.commit_transactions(
                     {tid: {TopicPartition(tp.topic, tp.partition): offset}},
                     group_id,
                     start_new_transaction=start_new_transaction,
                 )
                 committed[tp] = offset
+                log.info("%s/%d: committed up to %d", tp.topic, tp.partition, offset)
         except Exception as exc:
             log.exception("commit failed; stopping the worker (state is restored at restart)")
             await self.app.crash(exc)
@@ -354,11 +503,13 @@ class EosStage:
     async def _on_revoked(self, app: Any, revoked: Any, **_: Any) -> None:
         # Commit what was processed while the producers still own their transactions, then
         # forget every partition: the new assignment starts from tables and committed offsets.
+        log.info("%s: partitions revoked: %s", self.source_topic, sorted(revoked))
         async with self.hold("revocation"):
             await self.commit()
             self._reset()
 
     async def _on_assigned(self, app: Any, assigned: Any, **_: Any) -> None:
+        log.info("%s: partitions assigned: %s", self.source_topic, sorted(assigned))
         async with self.hold("assignment"):
             self.install_read_offsets()
             self._reset()
@@ -378,6 +529,10 @@ class EosStage:
         self.next_offset.clear()
         self.pending.clear()
         self._seeking.clear()
+        self._first_seen.clear()
+        self._confirmed.clear()
+        self.ledger.clear()
+        self._deliveries.clear()
         self._forget()
 
     async def send(
@@ -395,7 +550,7 @@ class EosStage:
         offsets it belongs to.
         """
         producer = self.app.producer
-        await producer.send(
+        delivery = await producer.send(
             topic,
             key,
             value,
@@ -404,6 +559,19 @@ class EosStage:
             headers,
             transactional_id=self.transactional_id(source_partition),
         )
+        self._deliveries.setdefault(source_partition, []).append(delivery)
+
+    async def _delivered(self, partition: int) -> None:
+        """Wait until every record sent in ``partition``'s transaction is written.
+
+        aiokafka commits a transaction even when one of its batches failed (its commit waits for
+        the batches' futures without looking at them), so a record the broker refused would be
+        lost while the offsets that produced it commit. The stage looks first: a failed record
+        raises here and the commit does not happen.
+        """
+        deliveries = self._deliveries.pop(partition, [])
+        if deliveries:
+            await asyncio.gather(*deliveries)
 
 
 class TableStore:

@@ -276,6 +276,14 @@ class DetectorWorker(_Stage):
                 event_partitions=spec.topic(EVENTS).partitions,
                 policy=self.policy,
             )
+            if log.isEnabledFor(logging.INFO):
+                store = self._store(partition)
+                log.info(
+                    "detector partition %d: restored state holds %d keys, %d pending minutes",
+                    partition,
+                    sum(1 for _ in store.scan()),
+                    sum(1 for _ in store.scan(b"m:%d:" % partition)),
+                )
         return proc
 
     def _save(self, partition: int) -> None:

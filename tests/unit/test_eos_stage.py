@@ -9,7 +9,8 @@ import faust
 import pytest
 from faust.types import TP
 
-from topology.faust_eos import EosStage, StageStalledError
+from topology import faust_eos
+from topology.faust_eos import EosStage, FetchLedger, OffsetGapError, StageStalledError
 
 
 async def _no_flush(partition: int) -> None:
@@ -104,17 +105,131 @@ def test_faust_never_filters_the_source_topic_by_read_offset(tmp_path: Any) -> N
     assert read_offset[TP("lattice.v0", 2)] is None  # unknown partitions read from the start
 
 
+def _offsets(stage: EosStage, committed: int) -> list[int]:
+    """Give ``stage`` a broker whose committed offset is ``committed``; return its seeks."""
+    seeks: list[int] = []
+
+    async def start_offset(partition: int) -> int:
+        return committed
+
+    async def seek(partition: int, offset: int) -> None:
+        seeks.append(offset)
+
+    async def earliest(partition: int) -> int:
+        return 0
+
+    stage._start_offset = start_offset  # type: ignore[method-assign]
+    stage._earliest = earliest  # type: ignore[method-assign]
+    stage._seek = seek  # type: ignore[method-assign]
+    return seeks
+
+
+async def _feed(stage: EosStage, offsets: tuple[int, ...]) -> list[bool]:
+    seen = []
+    for offset in offsets:
+        admitted = await stage.admit(0, offset)
+        seen.append(admitted)
+        if admitted:
+            stage.done(0, offset)
+    return seen
+
+
 def test_a_transactional_source_accepts_holes_and_drops_redeliveries(tmp_path: Any) -> None:
     # lattice.v0 / market.in.v0 are written in transactions: commit markers take offsets.
-    async def scenario() -> list[bool]:
+    async def scenario() -> tuple[list[bool], list[int], dict[int, int]]:
         stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=False)
-        seen = []
-        for offset in (5, 7, 6, 7, 9):
-            admitted = await stage.admit(0, offset)
-            seen.append(admitted)
-            if admitted:
-                stage.done(0, offset)
-        assert stage.pending == {0: 10}
-        return seen
+        seeks = _offsets(stage, committed=5)
+        seen = await _feed(stage, (5, 7, 6, 7, 9))
+        return seen, seeks, stage.pending
 
-    assert asyncio.run(scenario()) == [True, True, False, False, True]
+    seen, seeks, pending = asyncio.run(scenario())
+    assert seen == [True, True, False, False, True]
+    assert seeks == []  # the first record was the committed one: nothing to confirm
+    assert pending == {0: 10}
+
+
+def test_a_transactional_start_past_the_committed_offset_is_confirmed_by_a_seek(
+    tmp_path: Any,
+) -> None:
+    # A stale fetch delivers 8 and 9 first although the group committed 3: trusting it
+    # skipped records 3..7 (the lost event of the fault test). The stage seeks back to 3,
+    # drops the stale records and starts at the first record the seek brings (4: 3 is a
+    # commit marker); later holes are markers again.
+    async def scenario() -> tuple[list[bool], list[int]]:
+        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=False)
+        seeks = _offsets(stage, committed=3)
+        return await _feed(stage, (8, 9, 4, 6, 8, 9)), seeks
+
+    seen, seeks = asyncio.run(scenario())
+    assert seen == [False, False, True, True, True, True]
+    assert seeks == [3]
+
+
+def test_a_transactional_start_behind_markers_only_is_accepted_after_the_seek(
+    tmp_path: Any,
+) -> None:
+    # Offsets 3 and 4 are markers: the seek brings 5 again, which is then the true start.
+    async def scenario() -> tuple[list[bool], list[int]]:
+        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=False)
+        seeks = _offsets(stage, committed=3)
+        return await _feed(stage, (5, 6, 5, 6, 7)), seeks
+
+    seen, seeks = asyncio.run(scenario())
+    assert seen == [False, False, True, True, True]
+    assert seeks == [3]
+
+
+def test_a_start_the_seek_never_brings_stops_the_worker(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(faust_eos, "SEEK_PATIENCE", 2)
+
+    async def scenario() -> list[int]:
+        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=False)
+        seeks = _offsets(stage, committed=3)
+        with pytest.raises(OffsetGapError, match="not delivered again after 5 seeks"):
+            await _feed(stage, tuple(range(8, 40)))
+        return seeks
+
+    assert asyncio.run(scenario()) == [3] * faust_eos.MAX_SEEKS
+
+
+def test_a_contiguous_source_seeks_back_to_the_committed_offset(tmp_path: Any) -> None:
+    # md.raw.v0 has no holes: a first record past the committed offset is a skip, repaired.
+    async def scenario() -> tuple[list[bool], list[int]]:
+        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=True)
+        seeks = _offsets(stage, committed=3)
+        return await _feed(stage, (6, 7, 3, 4, 5, 6)), seeks
+
+    seen, seeks = asyncio.run(scenario())
+    assert seen == [False, False, True, True, True, True]
+    assert seeks == [3]
+
+
+def test_the_ledger_tells_a_dropped_record_from_a_commit_marker() -> None:
+    ledger = FetchLedger()
+    ledger.note(0, [5, 7, 8])  # 6 is a commit marker: aiokafka never returns it
+    assert not ledger.skipped(0, 5, 5)
+    assert not ledger.skipped(0, 6, 7)  # the hole 6 was never fetched: a marker
+    ledger.note(0, [9, 10, 11])
+    assert ledger.skipped(0, 9, 11)  # 9 and 10 were fetched and never delivered: a drop
+    ledger.note(0, [9, 10])  # a refetch after a seek starts over
+    assert not ledger.skipped(0, 9, 9)
+
+
+def test_a_record_faust_dropped_in_a_transactional_source_is_fetched_again(
+    tmp_path: Any,
+) -> None:
+    # Faust took 6..8 from aiokafka, dropped 6 and 7 (the partition was paused mid-iteration)
+    # and delivered 8: the stage seeks back to 6 instead of taking the hole for markers.
+    async def scenario() -> tuple[list[bool], list[int]]:
+        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=False)
+        seeks = _offsets(stage, committed=5)
+        stage.ledger.note(0, [5, 6, 7, 8])
+        seen = await _feed(stage, (5, 8))
+        stage.ledger.note(0, [6, 7, 8, 10])  # the refetch after the seek; 9 is a marker
+        return seen + await _feed(stage, (6, 7, 8, 10)), seeks
+
+    seen, seeks = asyncio.run(scenario())
+    assert seen == [True, False, True, True, True, True]
+    assert seeks == [6]
