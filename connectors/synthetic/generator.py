@@ -47,6 +47,7 @@ def generate(
     seed: int,
     start_ts: int = DEFAULT_START_TS,
     inject_at_minute: int | None = None,
+    density: float = 1.0,
 ) -> Iterator[RawValue]:
     """Return the ``md.raw.v0`` values of a synthetic run, ``ingest_ts`` non-decreasing.
 
@@ -59,6 +60,8 @@ def generate(
         start_ts: Exchange time the run starts at, epoch ms, aligned to a minute.
         inject_at_minute: Minute of the run the scenario is injected at; default
             :func:`default_inject_minute`.
+        density: Multiplier of the extra prints per trade batch; 1.0 (the default) is the
+            documented profile, larger values give dense trade batches (``bench/b_throughput``).
 
     Returns:
         An iterator of trade batch, BBO, book and asset-context values (``source`` and ``venue``
@@ -76,6 +79,8 @@ def generate(
             f"scenario {sc.name!r} needs assets >= {max(sc.min_assets, 1)} and minutes >= 1,"
             f" got {assets} and {minutes}"
         )
+    if not density > 0:
+        raise SyntheticError(f"density must be > 0, got {density}")
     if seed < 0:
         raise SyntheticError(f"seed must be >= 0, got {seed}")
     if start_ts % MINUTE_MS:
@@ -92,6 +97,7 @@ def generate(
             venue=VENUE,
             seed=seed,
             start_ts=start_ts,
+            density=density,
         ).items()
         for i, symbol in enumerate(symbols(assets))
     ]

@@ -117,9 +117,13 @@ class Bar:
         self.ts = int(row["exchange_ts"])
         self.symbol = str(row["symbol"])
         self.history: AssetHistory = update_history(ctx.history, row)
-        self.market: MarketHistory = (
-            update_market_history(ctx.market, frame, self.ts, ctx.sectors) if frame else ctx.market
-        )
+        self.market: MarketHistory = ctx.market
+        if frame:
+            self.market = (
+                ctx.market_now
+                if ctx.market_now is not None
+                else update_market_history(ctx.market, frame, self.ts, ctx.sectors)
+            )
 
     def num(self, name: str) -> float | None:
         """Return a row column as a finite float, or None."""

@@ -8,6 +8,7 @@ was not seen).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,12 +42,18 @@ class Provenance:
 
 def event_config_hash(row: Mapping[str, Any], frame: Mapping[str, Any], prov: Provenance) -> str:
     """Return the event's ``config_hash``: feature x detector pack x universe policy (§13.2)."""
+    return _config_hash(
+        str(row.get("config_hash") or ""),
+        prov.detector_hash,
+        int(frame.get("universe_policy_rev") or 0),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _config_hash(feature: str, detector: str, universe_policy_rev: int) -> str:
+    # A handful of distinct inputs per stage: hash each once, not once per event.
     return config_hash(
-        {
-            "feature": str(row.get("config_hash") or ""),
-            "detector": prov.detector_hash,
-            "universe_policy_rev": int(frame.get("universe_policy_rev") or 0),
-        }
+        {"feature": feature, "detector": detector, "universe_policy_rev": universe_policy_rev}
     )
 
 

@@ -162,6 +162,8 @@ class DetectorProcessor:
             value = None if data is None else _CODEC.decode(data)
             if value is not None and key.startswith(b"q:"):
                 value = _iqr_from_json(value)
+            if value is not None and key.startswith(b"a:"):
+                value = AssetHistory.from_state(value)
             if value is not None and key.startswith(b"p:"):
                 value = self._load_minutes(key, value)
             self._cache[key] = value
@@ -221,7 +223,9 @@ class DetectorProcessor:
 
     def _stored(self, key: bytes) -> Any:
         value = self._cache[key]
-        return _iqr_to_json(value) if key.startswith(b"q:") else value
+        if key.startswith(b"q:"):
+            return _iqr_to_json(value)
+        return value.to_state() if key.startswith(b"a:") else value
 
     def _partition(self, partition: int) -> dict[str, Any]:
         state = self._get(b"p:%d" % partition)
@@ -347,10 +351,12 @@ class DetectorProcessor:
         state["pending"] = pending
         state["frame"] = dict(body)
         rows = [minute["r0"][k] for k in sorted(minute["r0"], key=int)]
-        out = self._evaluate(partition, state, rows, label, minute["watermark"])
-        state["market"] = update_market_history(
-            MarketHistory.from_state(state["market"]), body, label, self.sectors
-        ).to_state()
+        market = MarketHistory.from_state(state["market"])
+        market_now = update_market_history(market, body, label, self.sectors)
+        out = self._evaluate(
+            partition, state, rows, label, minute["watermark"], (market, market_now)
+        )
+        state["market"] = market_now.to_state()
         self._count("frames")
         if minute["final"]:  # the final seal came first: the revisions go now, in their own step
             out += self._revisions(partition, state, minute, label)
@@ -382,9 +388,19 @@ class DetectorProcessor:
         rows: list[dict[str, Any]],
         label: int,
         watermark: int | None,
+        markets: tuple[MarketHistory, MarketHistory] | None = None,
     ) -> list[Output]:
+        """Evaluate ``rows`` (all of minute ``label``) against the partition's frame of it.
+
+        ``markets``: the partition's market history and the same with that frame folded in, if
+        the caller has them (computed here otherwise, once for all the rows).
+        """
         frame: Mapping[str, Any] = state["frame"]
-        market = MarketHistory.from_state(state["market"])
+        if markets is None:
+            market = MarketHistory.from_state(state["market"])
+            market_now = update_market_history(market, frame, label, self.sectors)
+        else:
+            market, market_now = markets
         members = {int(a["asset_uid"]): a for a in frame.get("assets") or ()}
         triggers: list[Trigger] = []
         suppressions: list[Suppression] = []
@@ -408,11 +424,12 @@ class DetectorProcessor:
                 v_min=v_min,
                 spread_cap=spread_cap,
                 iqr_bounds=bounds,
+                market_now=market_now if frame else None,
             )
             found = evaluate(row, frame, ctx, self.pack)
             triggers += found.triggers
             suppressions += found.suppressions
-            self._put(b"a:%d" % uid, update_history(history, row).to_state())
+            self._put(b"a:%d" % uid, update_history(history, row))
         scorer_state, result = self.scorer.step(ScorerState.from_state(state["scorer"]), triggers)
         state["scorer"] = scorer_state.to_state()
         self._put(b"p:%d" % partition, state)
@@ -507,8 +524,8 @@ class DetectorProcessor:
                 bounds[col] = got
 
     def _history(self, uid: int) -> AssetHistory:
-        data = self._get(b"a:%d" % uid)
-        return AssetHistory() if data is None else AssetHistory.from_state(data)
+        history: AssetHistory | None = self._get(b"a:%d" % uid)  # kept as the value itself
+        return AssetHistory() if history is None else history
 
 
 def _tier(value: Any) -> Tier:

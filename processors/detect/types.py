@@ -14,6 +14,7 @@ revised row, or a caller that stored first) gives the same history.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Mapping
@@ -143,11 +144,18 @@ class AssetHistory:
 
     def at(self, ts: int) -> MinuteSample | None:
         """Return the sample of bar label ``ts``, or None."""
-        return next((m for m in self.minutes if m.ts == ts), None)
+        # minutes are sorted by ts, one sample per ts (update_history): a binary search
+        i = bisect.bisect_left(self.minutes, ts, key=_ts_of)
+        if i < len(self.minutes) and self.minutes[i].ts == ts:
+            return self.minutes[i]
+        return None
 
     def to_state(self) -> dict[str, Any]:
         """Return the JSON-serialisable state (versioned)."""
-        rows = [[m.ts, *(getattr(m, f) for f in _SAMPLE_FIELDS)] for m in self.minutes]
+        rows = [
+            [m.ts, m.funding_h_1, m.cvd_delta_m_1, m.v_total_m_1, m.z_vol_m_1, m.ret_m_5]
+            for m in self.minutes
+        ]  # the order of _SAMPLE_FIELDS
         return {"v": _STATE_VERSION, "minutes": rows}
 
     @classmethod
@@ -158,12 +166,21 @@ class AssetHistory:
             ValueError: Unknown state version.
         """
         _check_version(data, "AssetHistory")
-        return cls(
-            tuple(
-                MinuteSample(int(r[0]), **dict(zip(_SAMPLE_FIELDS, r[1:], strict=True)))
-                for r in data["minutes"]
-            )
-        )
+        width = len(_SAMPLE_FIELDS) + 1
+        minutes = []
+        for r in data["minutes"]:
+            if len(r) != width:
+                raise ValueError(f"AssetHistory sample {r!r} does not have {width} values")
+            minutes.append(MinuteSample(int(r[0]), *r[1:]))  # fields in _SAMPLE_FIELDS order
+        return cls(tuple(sorted(minutes, key=_ts_of)))  # stored sorted: unchanged
+
+
+def _ts_of(sample: MinuteSample) -> int:
+    return sample.ts
+
+
+def _sample_ts(sample: MinuteSample | MarketSample) -> int:
+    return sample.ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,12 +215,11 @@ class MarketHistory:
             ValueError: Unknown state version.
         """
         _check_version(data, "MarketHistory")
-        return cls(
-            tuple(
-                MarketSample(int(ts), leader, med, tuple((str(s), float(v)) for s, v in sectors))
-                for ts, leader, med, sectors in data["minutes"]
-            )
+        minutes = (
+            MarketSample(int(ts), leader, med, tuple((str(s), float(v)) for s, v in sectors))
+            for ts, leader, med, sectors in data["minutes"]
         )
+        return cls(tuple(sorted(minutes, key=_sample_ts)))  # stored sorted: unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +236,9 @@ class DetectContext:
         v_min: The §8.3 volume floor of the asset (for the §10.7 near-guard penalty), or None.
         spread_cap: The §8.3 spread cap of the asset, or None.
         iqr_bounds: z column -> IQR clamp bounds of the asset x tf (§4.4), refreshed daily.
+        market_now: ``update_market_history(market, frame, ts, sectors)`` for this row's frame
+            and bar label ``ts``, when the caller has it (it is the same for every row of the
+            minute); None: the detectors fold the frame in themselves.
     """
 
     history: AssetHistory = AssetHistory()
@@ -231,11 +250,17 @@ class DetectContext:
     v_min: float | None = None
     spread_cap: float | None = None
     iqr_bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    market_now: MarketHistory | None = None
+
+
+_NUMBER = (int, float)
 
 
 def finite(value: Any) -> float | None:
     """Return ``value`` as a float, or None when it is NULL, not a number or not finite."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is float:  # the common case, first
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool) or not isinstance(value, _NUMBER):
         return None
     number = float(value)
     return number if math.isfinite(number) else None
@@ -307,6 +332,16 @@ _S = TypeVar("_S", MinuteSample, MarketSample)
 
 
 def _fold(samples: tuple[_S, ...], sample: _S) -> tuple[_S, ...]:
+    # ``samples`` are sorted by ts, one per ts (made here, or read back by from_state, which
+    # sorts). The usual case appends a newer minute: keep the tail within the horizon.
+    if not samples or samples[-1].ts < sample.ts:
+        horizon = sample.ts - HISTORY_MINUTES * MINUTE_MS
+        first = 0
+        while first < len(samples) and samples[first].ts < horizon:
+            first += 1  # usually one minute falls out, or none
+        kept = list(samples[first:])
+        kept.append(sample)
+        return tuple(kept)
     newest = max([sample.ts, *(m.ts for m in samples)])
     horizon = newest - HISTORY_MINUTES * MINUTE_MS
     kept = [m for m in samples if m.ts != sample.ts and m.ts >= horizon]

@@ -184,6 +184,19 @@ def from_json(data: Mapping[str, object]) -> BaselineState:
             re-warm that feature, or restore the store from its changelog).
     """
     n, warm = data.get("n"), data.get("warm")
+    mu, sigma, last_ts = data.get("mu"), data.get("sigma"), data.get("last_ts")
+    if (
+        type(n) is int
+        and n >= 0
+        and type(warm) is list
+        and not warm
+        and type(mu) is float
+        and type(sigma) is float
+        and type(last_ts) is int
+    ):
+        # A warm state (the usual case) whose fields already have their types: what the checks
+        # below would build, without them.
+        return BaselineState(n=n, mu=mu, sigma=sigma, last_ts=last_ts)
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"baseline state: bad n {n!r}")
     if not isinstance(warm, list):
@@ -191,9 +204,9 @@ def from_json(data: Mapping[str, object]) -> BaselineState:
     return BaselineState(
         n=n,
         warm=tuple(_number(w, "warm") for w in warm),
-        mu=_optional_number(data.get("mu"), "mu"),
-        sigma=_optional_number(data.get("sigma"), "sigma"),
-        last_ts=_optional_int(data.get("last_ts"), "last_ts"),
+        mu=_optional_number(mu, "mu"),
+        sigma=_optional_number(sigma, "sigma"),
+        last_ts=_optional_int(last_ts, "last_ts"),
     )
 
 
@@ -271,7 +284,11 @@ def sketch_cdf(state: bytes | None, x: float) -> float | None:
         raise ValueError(f"cdf argument must be finite, got {x!r}")
     if state is None:
         return None
-    digest = _load(state)
+    return _cdf(_load(state), x)
+
+
+def _cdf(digest: TDigest, x: float) -> float | None:
+    """:func:`sketch_cdf` of a freshly loaded digest."""
     if digest.is_empty():
         return None
     low, high = digest.min(), digest.max()
@@ -323,10 +340,17 @@ def quantile_of(
     Returns:
         ``(q, "low" | "ok")``, or ``(None, None)`` for an empty sketch.
     """
-    q = sketch_cdf(state_after_add, x)
+    if not math.isfinite(x):
+        raise ValueError(f"cdf argument must be finite, got {x!r}")
+    if state_after_add is None:
+        return None, None
+    # One load for both answers: sketch_cdf and sketch_count would each load the bytes.
+    digest = _load(state_after_add)
+    count = digest.n_values  # read before the query, as from a fresh load
+    q = _cdf(digest, x)
     if q is None:
         return None, None
-    return q, "low" if sketch_count(state_after_add) < min_samples else "ok"
+    return q, "low" if count < min_samples else "ok"
 
 
 def iqr_bounds(z_sketch: bytes | None, k: float) -> tuple[float, float] | None:

@@ -9,7 +9,7 @@ Pure: the state is explicit and every decision depends on exchange times alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 MINUTE_MS = 60_000
@@ -104,7 +104,7 @@ def advance(
             final += MINUTE_MS
         else:
             break
-    return replace(state, watermark=exchange_ts, next_close=close, next_final=final), seals
+    return ClockState(watermark=exchange_ts, next_close=close, next_final=final), seals
 
 
 def fate(state: ClockState, tick_ts: int) -> TickFate:

@@ -11,7 +11,7 @@ mean is an exact fold of five minutes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 HOUR_MS = 3_600_000
@@ -70,9 +70,11 @@ class ContextAccumulator:
         if ctx.get("funding") is not None:
             interval = ctx.get("funding_interval_ms") or HOUR_MS
             hourly = float(ctx["funding"]) * HOUR_MS / int(interval)
-            self._carry = replace(self._carry, funding_h=hourly)
+            c = self._carry  # (a constructor call: dataclasses.replace is slow per sample)
+            self._carry = ContextCarry(c.oi, c.oi_ts, hourly, c.next_funding_ts)
         if ctx.get("next_funding_ts") is not None:
-            self._carry = replace(self._carry, next_funding_ts=int(ctx["next_funding_ts"]))
+            c = self._carry
+            self._carry = ContextCarry(c.oi, c.oi_ts, c.funding_h, int(ctx["next_funding_ts"]))
         mark, index = ctx.get("mark_px"), ctx.get("oracle_px")
         if mark is not None and index is not None and float(index) > 0:
             self._basis_sum += (float(mark) - float(index)) / float(index) * 10_000
@@ -83,7 +85,9 @@ class ContextAccumulator:
         samples = sorted(self._oi, key=lambda s: s[0])  # stable: ties keep arrival order
         carry = self._carry
         if samples:
-            carry = replace(carry, oi=samples[-1][1], oi_ts=samples[-1][0])
+            carry = ContextCarry(
+                samples[-1][1], samples[-1][0], carry.funding_h, carry.next_funding_ts
+            )
         staleness = None if carry.oi_ts is None else self.label_ts - carry.oi_ts
         fresh = staleness is not None and staleness <= self.oi_stale_ms
         values = [v for _ts, v in samples] or ([carry.oi] if carry.oi is not None else [])

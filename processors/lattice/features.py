@@ -48,6 +48,8 @@ NORMALIZED = {
     "spread": ("spread_mean_m_1", "z_spread_m_1", None),
     "basis": ("basis_bp_m_5", "z_basis_m_5", None),
 }
+#: Normalised feature -> (baseline location column, baseline scale column).
+_BASELINE_COLS = {f: (f"b_mean_{f}", f"b_scale_{f}") for f in NORMALIZED}
 OI_EPS = 1e-12
 Summary = dict[str, Any]
 
@@ -376,12 +378,15 @@ def finish(
     status, reasons = _dq(tf, s, raw, gap, pack)
     b = pack.baselines
     half_life = b.half_life_bars[tf]  # type: ignore[index]
+    min_samples, epsilon = b.min_samples, b.epsilon
+    q_features = pack.quantiles.features
     new_base: dict[str, Any] = dict(base)
     new_sketch: dict[str, bytes | None] = dict(sketches)
     cols: dict[str, Any] = {}
     warm_all = True
     for feature in b.features:
         value_col, z_col, q_col = NORMALIZED[feature]
+        mean_col, scale_col = _BASELINE_COLS[feature]
         x = raw[value_col]
         state = bl.from_json(base[feature]) if feature in base else bl.BaselineState()
         if x is not None and status == "ok":
@@ -389,26 +394,26 @@ def finish(
                 state,
                 x,
                 s["label"],
-                min_samples=b.min_samples,
+                min_samples=min_samples,
                 half_life_bars=half_life,
                 winsor_k=b.winsor_k,
-                epsilon=b.epsilon,
+                epsilon=epsilon,
             )
             new_base[feature] = bl.to_json(state)
-            if q_col is not None and feature in pack.quantiles.features:
+            if q_col is not None and feature in q_features:
                 new_sketch[feature] = bl.sketch_add(
                     sketches.get(feature), x, max_centroids=pack.quantiles.max_centroids
                 )
-        warm_all = warm_all and bl.is_warm(state, b.min_samples)
+        warm_all = warm_all and bl.is_warm(state, min_samples)
         cols[z_col] = (
-            None if x is None else bl.zscore(state, x, min_samples=b.min_samples, epsilon=b.epsilon)
+            None if x is None else bl.zscore(state, x, min_samples=min_samples, epsilon=epsilon)
         )
-        cols[f"b_mean_{feature}"] = state.mu
-        cols[f"b_scale_{feature}"] = state.sigma
+        cols[mean_col] = state.mu
+        cols[scale_col] = state.sigma
         if q_col is not None:
             q, conf = (None, None)
-            if x is not None and feature in pack.quantiles.features:
-                q, conf = bl.quantile_of(new_sketch.get(feature), x, min_samples=b.min_samples)
+            if x is not None and feature in q_features:
+                q, conf = bl.quantile_of(new_sketch.get(feature), x, min_samples=min_samples)
             cols[q_col] = q
             if conf is not None and cols.get("q_confidence") != "low":
                 cols["q_confidence"] = conf

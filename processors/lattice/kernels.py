@@ -68,10 +68,14 @@ def time_weighted_mean(
     nothing known was live in the window.
     """
     weighted = weight = 0.0
-    for i, (ts, value) in enumerate(samples):
-        end = samples[i + 1][0] if i + 1 < len(samples) else end_ts
-        live = max(0, min(end, end_ts) - max(ts, start_ts))
-        if value is not None and live > 0:
+    ends = [s[0] for s in samples[1:]]
+    ends.append(end_ts)  # one too many when there are no samples: zip stops at the shorter
+    for (ts, value), end in zip(samples, ends, strict=False):
+        if value is None:
+            continue
+        # live = min(end, end_ts) - max(ts, start_ts), counted when positive
+        live = (end if end < end_ts else end_ts) - (ts if ts > start_ts else start_ts)
+        if live > 0:
             weighted += value * live
             weight += live
     return weighted / weight if weight > 0 else None

@@ -39,6 +39,65 @@ def _num(text: str | None) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class TradeColumns:
+    """The fields of a batch's trades as columns, each read once (see :func:`trade_columns`)."""
+
+    tid: list[int]
+    px: list[str]
+    sz: list[str]
+    side: list[str]
+    ts: list[int]
+
+
+def trade_columns(trades: Any) -> TradeColumns | None:
+    """Return the trades' fields as columns, or None unless every trade is shaped as decoded.
+
+    Shaped as decoded: every field present with exactly the type decoded Avro gives (``int``
+    ids and times, ``str`` prices, sizes and sides). The lattice checks, splits and adds a
+    batch from these columns instead of walking its trade dicts once per step; anything else
+    (None) takes the trade-by-trade paths, which keep their exact behaviour.
+    """
+    try:
+        cols = TradeColumns(
+            [t["tid"] for t in trades],
+            [t["px"] for t in trades],
+            [t["sz"] for t in trades],
+            [t["side"] for t in trades],
+            [t["exchange_ts"] for t in trades],
+        )
+    except Exception:  # not a list of trade mappings: the trade-by-trade paths decide
+        return None
+    ints, strs = {int}, {str}
+    if not (
+        set(map(type, cols.tid)) <= ints
+        and set(map(type, cols.ts)) <= ints
+        and set(map(type, cols.px)) <= strs
+        and set(map(type, cols.sz)) <= strs
+        and set(map(type, cols.side)) <= strs
+    ):
+        return None
+    return cols
+
+
+def _valid(cols: TradeColumns) -> tuple[list[float], list[float], list[bool]] | None:
+    """Return prices, sizes and taker-buy flags if no trade would be dropped for its numbers.
+
+    None when a price or size is not a positive finite number (``_num`` would drop it).
+    """
+    try:
+        px = list(map(float, cols.px))
+        sz = list(map(float, cols.sz))
+    except ValueError:
+        return None
+    isfinite = math.isfinite
+    if not (all(map(isfinite, px)) and all(map(isfinite, sz))):
+        return None
+    if px and (min(px) <= 0 or min(sz) <= 0):
+        return None
+    return px, sz, [side == "buy" for side in cols.side]
+
+
 class MinuteAcc:
     """Everything one asset's records contributed to one minute (labelled ``label_ts``)."""
 
@@ -77,8 +136,25 @@ class MinuteAcc:
         self.sources[source] = self.sources.get(source, 0) + 1
         self.skews.append(int(record["ingest_ts"]) - int(record["exchange_ts"]))
 
-    def add_trades(self, trades: list[Mapping[str, Any]]) -> None:
-        """Add trades of this minute; invalid or repeated ones (by tid) are dropped."""
+    def add_trades(
+        self, trades: list[Mapping[str, Any]], columns: TradeColumns | None = None
+    ) -> None:
+        """Add trades of this minute; invalid or repeated ones (by tid) are dropped.
+
+        A batch shaped as decoded whose trades are all valid and new (the usual case) is added
+        as columns (:meth:`TradeAccumulator.update_columns`, the same bits); any other takes
+        the one-by-one path below, which decides trade by trade. ``columns`` are the batch's
+        :func:`trade_columns` when the caller has them already.
+        """
+        cols = trade_columns(trades) if columns is None else columns
+        valid = None if cols is None else _valid(cols)
+        if cols is not None and valid is not None:
+            new = set(cols.tid)
+            if len(new) == len(cols.tid) and new.isdisjoint(self.tids):
+                px, sz, buy = valid
+                self.tids += cols.tid
+                self.trades.update_columns(px, sz, cols.ts, buy)
+                return
         good = []
         seen = set(self.tids)
         for t in trades:
@@ -125,19 +201,33 @@ class MinuteAcc:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> MinuteAcc:
-        """Rebuild a minute from :meth:`to_json` data."""
+    def from_json(cls, data: Mapping[str, Any], *, copy: bool = True) -> MinuteAcc:
+        """Rebuild a minute from :meth:`to_json` data.
+
+        With ``copy=False`` the minute takes ``data``'s lists and dicts as they are (no copy:
+        adding to the minute changes them too), for a caller that replaces ``data`` with
+        :meth:`to_json` right after; copying every sample of the minute at every record made
+        a minute's cost grow with the square of its records.
+        """
         acc = cls(int(data["label_ts"]))
         acc.trades = TradeAccumulator.from_state(data["trades"])
-        acc.tids = list(data["tids"])
-        acc.quotes = [list(q) for q in data["quotes"]]
-        acc.books = [list(b) for b in data["books"]]
-        acc.ctx = [list(c) for c in data["ctx"]]
         acc.candle = data["candle"]
         acc.dropped = int(data["dropped"])
         acc.records = int(data["records"])
-        acc.skews = list(data["skews"])
-        acc.sources = dict(data["sources"])
+        if copy:
+            acc.tids = list(data["tids"])
+            acc.quotes = [list(q) for q in data["quotes"]]
+            acc.books = [list(b) for b in data["books"]]
+            acc.ctx = [list(c) for c in data["ctx"]]
+            acc.skews = list(data["skews"])
+            acc.sources = dict(data["sources"])
+        else:
+            acc.tids = data["tids"]
+            acc.quotes = data["quotes"]
+            acc.books = data["books"]
+            acc.ctx = data["ctx"]
+            acc.skews = data["skews"]
+            acc.sources = data["sources"]
         return acc
 
 
@@ -193,9 +283,10 @@ def build_bar(
 ) -> MinuteBar:
     """Build the minute's raw fields from its accumulator and the carry of the minute before."""
     label = acc.label_ts
+    in_minute = [Quote(int(ts), b, a) for ts, b, a in sorted(acc.quotes, key=lambda q: q[0])]
     quotes = QuoteAccumulator(label, carry.quote, min_samples=spread_min_samples)
-    for ts, bid, ask in sorted(acc.quotes, key=lambda q: q[0]):
-        quotes.update(Quote(int(ts), bid, ask))
+    for quote in in_minute:
+        quotes.update(quote)
     qbar = quotes.build()
     books = BookAccumulator(label, carry.book)
     for ts, bd, ad, qd in sorted(acc.books, key=lambda b: b[0]):
@@ -205,7 +296,6 @@ def build_bar(
     for ts, body in sorted(acc.ctx, key=lambda c: c[0]):
         ctx.update(int(ts), body)
     cbar = ctx.build()
-    in_minute = [Quote(int(ts), b, a) for ts, b, a in sorted(acc.quotes, key=lambda q: q[0])]
     # mid 30 s before the close: the last quote live at label - 30 s (the carry counts).
     half = label - 30_000
     live = [q for q in ([carry.quote] if carry.quote else []) if q.exchange_ts <= half]

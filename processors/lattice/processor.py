@@ -28,7 +28,7 @@ from packs.feature import FeaturePack
 from processors.lattice import book as book_mod
 from processors.lattice.clock import ClockState, Seal, TickFate, advance, fate, label_of
 from processors.lattice.features import TF_MS, TF_SYMBOL, finish, fold, summarize_minute
-from processors.lattice.minute import Carry, MinuteAcc, build_bar
+from processors.lattice.minute import Carry, MinuteAcc, TradeColumns, build_bar, trade_columns
 from schemas.errors import AlphaError
 from state.codec import json_codec
 from state.store import KeyValueStore
@@ -76,6 +76,11 @@ def validate(record: Mapping[str, Any]) -> str:
     Raises:
         BadRecord: With the reason.
     """
+    return _validate(record)[0]
+
+
+def _validate(record: Mapping[str, Any]) -> tuple[str, TradeColumns | None]:
+    """:func:`validate`, and a trade batch's columns when it is shaped as decoded."""
     try:
         kind = kind_of(record)
         ts, uid = int(record["exchange_ts"]), int(record["asset_uid"])
@@ -88,16 +93,26 @@ def validate(record: Mapping[str, Any]) -> str:
     if kind != "heartbeat" and uid <= 0:
         raise BadRecord(f"{kind} record without an asset_uid")
     try:
-        _check_body(kind, record["body"])
+        columns = _check_body(kind, record["body"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRecord(f"malformed {kind} body: {exc!r}") from None
-    return kind
+    return kind, columns
 
 
-def _check_body(kind: str, body: Mapping[str, Any]) -> None:  # noqa: C901 - one branch per kind
-    """Raise KeyError/TypeError/ValueError if a body of ``kind`` cannot be applied."""
+def _check_body(kind: str, body: Mapping[str, Any]) -> TradeColumns | None:  # noqa: C901
+    """Raise KeyError/TypeError/ValueError if a body of ``kind`` cannot be applied.
+
+    One branch per kind. Returns a trade batch's columns when it is shaped as decoded (its
+    checks then run on the columns: ids and times are ints, prices and sizes strings).
+    """
     if kind == "trades":
-        for t in body["trades"]:
+        trades = body["trades"]
+        cols = trade_columns(trades)
+        if cols is not None and set(cols.side) <= {"buy", "sell"} and min(cols.ts, default=1) > 0:
+            return cols
+        # Trade by trade, as before: raises for the first bad trade (or passes a batch that
+        # is valid but not shaped as decoded, e.g. a tid given as a numeric string).
+        for t in trades:
             int(t["tid"]), str(t["px"]), str(t["sz"])
             if t["side"] not in ("buy", "sell") or int(t["exchange_ts"]) <= 0:
                 raise ValueError(f"trade side/time {t['side']!r}/{t['exchange_ts']}")
@@ -116,6 +131,25 @@ def _check_body(kind: str, body: Mapping[str, Any]) -> None:  # noqa: C901 - one
             float(body[f])
     elif kind == "gap":
         int(body["since_ts"])
+    return None
+
+
+def _by_minute(
+    trades: list[Mapping[str, Any]], cols: TradeColumns | None
+) -> list[tuple[list[Mapping[str, Any]], TradeColumns | None]]:
+    """Split a batch by the minute of each trade, minutes in order, trades in arrival order.
+
+    Each part comes with its columns when the batch had them and is all one minute.
+    """
+    times = cols.ts if cols is not None else [int(t["exchange_ts"]) for t in trades]
+    if not times:
+        return []
+    if label_of(min(times)) == label_of(max(times)):
+        return [(trades, cols)]  # the usual case: one message, one minute
+    by_label: dict[int, list[Mapping[str, Any]]] = {}
+    for t, ts in zip(trades, times, strict=True):
+        by_label.setdefault(label_of(ts), []).append(t)
+    return [(by_label[label], None) for label in sorted(by_label)]
 
 
 def _minute(asset: dict[str, Any], clock: ClockState, at: int, pieces: int) -> MinuteAcc | None:
@@ -128,7 +162,8 @@ def _minute(asset: dict[str, Any], clock: ClockState, at: int, pieces: int) -> M
     if verdict is TickFate.AMEND and label not in asset["amended"]:
         asset["amended"].append(label)
     data = asset["minutes"].get(str(label))
-    return MinuteAcc(label) if data is None else MinuteAcc.from_json(data)
+    # No copy: _keep replaces the minute's data with the accumulator's right after.
+    return MinuteAcc(label) if data is None else MinuteAcc.from_json(data, copy=False)
 
 
 def _keep(asset: dict[str, Any], acc: MinuteAcc) -> None:
@@ -215,12 +250,12 @@ class LatticeProcessor:
         Raises:
             BadRecord: The record is malformed; no state changed.
         """
-        kind = validate(record)
+        kind, columns = _validate(record)
         pkey = b"p:%d" % partition
         part = self._get("wm", pkey) or {"clock": [-1, 0, 0], "assets": []}
         clock = ClockState(*part["clock"])
         if kind != "heartbeat":
-            self._apply(partition, part, clock, kind, record)
+            self._apply(partition, part, clock, kind, record, columns)
         stream_ts = int(record["exchange_ts"])
         if kind == "gap" and clock.watermark >= 0:
             # A gap marker reports the past (its exchange_ts is the resume time): moving stream
@@ -253,6 +288,7 @@ class LatticeProcessor:
         clock: ClockState,
         kind: str,
         record: Mapping[str, Any],
+        columns: TradeColumns | None,
     ) -> None:
         uid = int(record["asset_uid"])
         asset = self._asset(uid)
@@ -266,14 +302,10 @@ class LatticeProcessor:
         ts = int(record["exchange_ts"])
         body = record["body"]
         if kind == "trades":
-            by_label: dict[int, list[Mapping[str, Any]]] = {}
-            for t in body["trades"]:
-                by_label.setdefault(label_of(int(t["exchange_ts"])), []).append(t)
-            for label in sorted(by_label):
-                trades = by_label[label]
+            for trades, cols in _by_minute(body["trades"], columns):
                 acc = _minute(asset, clock, int(trades[0]["exchange_ts"]), len(trades))
                 if acc is not None:
-                    acc.add_trades(trades)
+                    acc.add_trades(trades, cols)
                     _keep(asset, acc)
             acc = _minute(asset, clock, ts, 0)
             if acc is not None:
@@ -340,7 +372,8 @@ class LatticeProcessor:
         self, asset: dict[str, Any], label: int
     ) -> tuple[dict[str, Any], Any, Any, Any, Carry]:
         acc_json = asset["minutes"].get(str(label))
-        acc = MinuteAcc.from_json(acc_json) if acc_json else MinuteAcc(label)
+        # build_bar only reads the minute: no copy of its samples.
+        acc = MinuteAcc.from_json(acc_json, copy=False) if acc_json else MinuteAcc(label)
         bar = build_bar(
             acc, Carry.from_json(asset["carry"]),
             spread_min_samples=self.pack.micro.spread_p95_min_samples,

@@ -376,8 +376,15 @@ class MarketProcessor:
         self._count("revised_rows", len(revised))
 
     # ----------------------------------------------------------------- state
-    def to_state(self) -> dict[str, Any]:
-        """Return the whole state as JSON data (a copy; uids and labels as string keys)."""
+    def to_state(self, *, shared: bool = False) -> dict[str, Any]:
+        """Return the whole state as JSON data (uids and labels as string keys).
+
+        Args:
+            shared: False (default): a deep copy, the caller's to keep. True: the same data
+                without the copy (a deep copy of the universe's windows dominated the market
+                stage's CPU): it shares the processor's lists and dicts, so the caller must
+                encode it at once and neither keep nor change it (what ``save_market`` does).
+        """
         state = {
             "v": STATE_VERSION,
             "partitions": self.partitions,
@@ -393,9 +400,9 @@ class MarketProcessor:
             "history": {str(u): self.history[u] for u in sorted(self.history)},
             "leader": None if self.leader is None else list(self.leader),
             "spikes": self.spikes,
-            "universe": self.universe.to_state(),
+            "universe": self.universe.to_state(shared=True),
         }
-        return copy.deepcopy(state)
+        return state if shared else copy.deepcopy(state)
 
     @classmethod
     def from_state(cls, policy: UniversePolicy, state: Mapping[str, Any]) -> MarketProcessor:

@@ -64,7 +64,7 @@ def load_market(
 
 def save_market(proc: MarketProcessor, store: KeyValueStore) -> None:
     """Write the processor's state to ``store``: the core, and the minutes that changed."""
-    state = proc.to_state()
+    state = proc.to_state(shared=True)  # encoded below and dropped: no copy needed
     pending: dict[str, Any] = state.pop("pending")
     state["pending"] = {}
     saved = _SAVED.setdefault(proc, {})

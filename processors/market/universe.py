@@ -373,8 +373,13 @@ class Universe:
             return str(asset["symbol"])
         return str(self.hotlist.get(uid, {}).get("symbol", ""))
 
-    def to_state(self) -> dict[str, Any]:
-        """Return the whole state as JSON data (a copy; keys sorted, uids as strings)."""
+    def to_state(self, *, shared: bool = False) -> dict[str, Any]:
+        """Return the whole state as JSON data (keys sorted, uids as strings).
+
+        Args:
+            shared: False (default): a deep copy. True: no copy, the data shares this
+                universe's lists and dicts (encode it at once; never keep or change it).
+        """
         state = {
             "v": STATE_VERSION,
             "rev": self.rev,
@@ -387,7 +392,7 @@ class Universe:
             "members": {str(u): self.members[u] for u in sorted(self.members)},
             "hotlist": {str(u): self.hotlist[u] for u in sorted(self.hotlist)},
         }
-        return copy.deepcopy(state)
+        return state if shared else copy.deepcopy(state)
 
     @classmethod
     def from_state(cls, policy: UniversePolicy, state: Mapping[str, Any]) -> Universe:
