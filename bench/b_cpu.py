@@ -461,14 +461,15 @@ def run(ctx: Context) -> None:
 
 
 # --------------------------------------------------------------------------- profile
-def profile(w: Workload, top: int = 15) -> str:
-    """cProfile one repeat of each stage; return its top functions by cumulative share.
+def profile(w: Workload, top: int = 12) -> str:
+    """cProfile one repeat of each stage; return its hot spots as shares of the stage's time.
 
-    Only the timed loops are profiled: the first tick of the stage's clock switches the
-    profiler on (after the deep copy of the warm state).
+    Per stage: the repository's functions by cumulative share, then any function (the
+    standard library's, built-ins) by self share. Only the timed loops are profiled: the
+    stage's first clock tick switches the profiler on, after the deep copy of the warm state.
     """
-    lines = []
     root = Path(__file__).resolve().parent.parent.as_posix() + "/"
+    lines = []
     for name in ("lattice", "market", "detect"):
         prof = cProfile.Profile()
 
@@ -479,20 +480,19 @@ def profile(w: Workload, top: int = 15) -> str:
         STAGES[name](w, clock)
         prof.disable()
         stats: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-        total = sum(tt for _cc, _nc, tt, _ct, _callers in stats.values())
-        rows = sorted(
-            ((ct, f"{fn}:{line}({func})") for (fn, line, func), (*_, ct, _c) in stats.items()),
-            reverse=True,
-        )
-        lines.append(f"{name}: {total:.2f} s under the profiler; share of it, cumulative:")
-        shown = 0
-        for ct, where in rows:
-            if "/bench/" in where or where.startswith("~"):
-                continue  # the harness's loops, built-ins
-            lines.append(f"  {ct / total:6.1%}  {where.removeprefix(root)}")
-            shown += 1
-            if shown == top:
-                break
+        rows = [
+            (tt, ct, f"{fn.removeprefix(root)}:{line}({func})")
+            for (fn, line, func), (_cc, _nc, tt, ct, _callers) in stats.items()
+            if "/bench/" not in fn  # the harness's own loops
+        ]
+        total = sum(tt for tt, _ct, _where in rows)
+        mine = sorted((ct, where) for _tt, ct, where in rows if where[0] not in "/~<")
+        own = sorted((tt, where) for tt, _ct, where in rows)
+        lines.append(f"{name}: {total:.2f} s under the profiler")
+        lines.append("  cumulative share, repository code:")
+        lines += [f"    {ct / total:6.1%}  {where}" for ct, where in mine[::-1][:top]]
+        lines.append("  self share, any function:")
+        lines += [f"    {tt / total:6.1%}  {where}" for tt, where in own[::-1][: top // 2]]
     return "\n".join(lines)
 
 
