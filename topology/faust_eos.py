@@ -421,11 +421,6 @@ class EosStage:
             self._seeking[partition] = (seeking[0], seeking[1] + 1)
             return False  # the seek is on its way: drop what was fetched before it
         attempts = 1 if seeking is None else seeking[0] + 1
-        if attempts > MAX_SEEKS:
-            raise OffsetGapError(
-                f"{self.source_topic}/{partition}: offsets {expected}..{offset - 1} were never"
-                f" delivered after {MAX_SEEKS} seeks; stopping instead of skipping them"
-            )
         earliest = await self._earliest(partition)
         if earliest > expected:
             log.warning(
@@ -439,9 +434,7 @@ class EosStage:
             "%s/%d: got offset %d, expected %d; seeking back (attempt %d)",
             self.source_topic, partition, offset, expected, attempts,
         )  # fmt: skip
-        self._seeking[partition] = (attempts, 0)
-        await self._seek(partition, expected)
-        return False
+        return await self._seek_back(partition, expected, offset, attempts)
 
     async def _seek(self, partition: int, offset: int) -> None:
         """Seek inside the consumer's own thread (Faust's ``seek`` touches it from outside)."""

@@ -148,35 +148,28 @@ def test_a_transactional_source_accepts_holes_and_drops_redeliveries(tmp_path: A
     assert pending == {0: 10}
 
 
-def test_a_transactional_start_past_the_committed_offset_is_confirmed_by_a_seek(
-    tmp_path: Any,
+@pytest.mark.parametrize(
+    ("contiguous", "offsets", "seen"),
+    [
+        # A stale fetch delivers 8 and 9 first although the group committed 3: trusting it
+        # skipped records. The stage seeks back to 3, drops the stale records and starts at the
+        # first record the seek brings (4: 3 is a commit marker); later holes are markers again.
+        pytest.param(False, (8, 9, 4, 6, 8, 9), [False, False, True, True, True, True], id="stale"),
+        # Offsets 3 and 4 are markers: the seek brings 5 again, which is then the true start.
+        pytest.param(False, (5, 6, 5, 6, 7), [False, False, True, True, True], id="markers"),
+        # md.raw.v0 has no holes: a first record past the committed offset is a skip, repaired.
+        pytest.param(True, (6, 7, 3, 4, 5, 6), [False, False, True, True, True, True], id="raw"),
+    ],
+)
+def test_a_start_past_the_committed_offset_is_confirmed_by_one_seek(
+    tmp_path: Any, contiguous: bool, offsets: tuple[int, ...], seen: list[bool]
 ) -> None:
-    # A stale fetch delivers 8 and 9 first although the group committed 3: trusting it
-    # skipped records 3..7 (the lost event of the fault test). The stage seeks back to 3,
-    # drops the stale records and starts at the first record the seek brings (4: 3 is a
-    # commit marker); later holes are markers again.
     async def scenario() -> tuple[list[bool], list[int]]:
-        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=False)
+        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=contiguous)
         seeks = _offsets(stage, committed=3)
-        return await _feed(stage, (8, 9, 4, 6, 8, 9)), seeks
+        return await _feed(stage, offsets), seeks
 
-    seen, seeks = asyncio.run(scenario())
-    assert seen == [False, False, True, True, True, True]
-    assert seeks == [3]
-
-
-def test_a_transactional_start_behind_markers_only_is_accepted_after_the_seek(
-    tmp_path: Any,
-) -> None:
-    # Offsets 3 and 4 are markers: the seek brings 5 again, which is then the true start.
-    async def scenario() -> tuple[list[bool], list[int]]:
-        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=False)
-        seeks = _offsets(stage, committed=3)
-        return await _feed(stage, (5, 6, 5, 6, 7)), seeks
-
-    seen, seeks = asyncio.run(scenario())
-    assert seen == [False, False, True, True, True]
-    assert seeks == [3]
+    assert asyncio.run(scenario()) == (seen, [3])
 
 
 def test_a_start_the_seek_never_brings_stops_the_worker(
@@ -192,18 +185,6 @@ def test_a_start_the_seek_never_brings_stops_the_worker(
         return seeks
 
     assert asyncio.run(scenario()) == [3] * faust_eos.MAX_SEEKS
-
-
-def test_a_contiguous_source_seeks_back_to_the_committed_offset(tmp_path: Any) -> None:
-    # md.raw.v0 has no holes: a first record past the committed offset is a skip, repaired.
-    async def scenario() -> tuple[list[bool], list[int]]:
-        stage, _ = _stage(tmp_path, stall_timeout_s=3600.0, contiguous=True)
-        seeks = _offsets(stage, committed=3)
-        return await _feed(stage, (6, 7, 3, 4, 5, 6)), seeks
-
-    seen, seeks = asyncio.run(scenario())
-    assert seen == [False, False, True, True, True, True]
-    assert seeks == [3]
 
 
 def test_the_ledger_tells_a_dropped_record_from_a_commit_marker() -> None:
