@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from connectors.heartbeats import HeartbeatClock
 from connectors.synthetic.generator import VENUE, generate, symbols
 from schemas.raw import RawValue
@@ -25,6 +23,7 @@ from tests.kit.lattice import pack_file, synthetic_detector_pack_file
 from tests.kit.workers import WorkerProcess, committed
 from topology import spec
 from topology.demo import SUNK, _consumer, sink_status
+from topology.demo import last_records as demo_last_records
 from topology.ingest import IngestContext
 from topology.settings import StackSettings
 
@@ -38,7 +37,6 @@ SCENARIO, SEED, INJECT = "catalogue", 7, 45
 #: Baseline warm-up of the benchmark's feature pack (the shipped 200 would need 200 minutes of
 #: warm-up before anything can fire; the detection tests use 30 too).
 MIN_SAMPLES = 30
-TAIL = 500  # offsets read back from a partition's end to find its last record
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,36 +161,12 @@ def committed_offsets(settings: StackSettings, group: str, topic: str) -> dict[i
 
 
 def last_records(settings: StackSettings, topic: str, timeout_s: float = 60) -> dict[int, int]:
-    """The offset after the last record of each partition of ``topic`` (markers excluded).
-
-    Reads each partition's tail (read_committed) until the position reaches the high
-    watermark: a transactional topic ends in commit markers, which are never delivered.
-    (:func:`topology.demo._last_records` stops at the first empty 0.5 s poll and then answers 0
-    for the partition: on a loaded machine that made a stage look drained long before it was.)
-    """
+    """The offset after the last record of each partition of ``topic`` (markers excluded)."""
     consumer = _consumer(settings)
-    out: dict[int, int] = {}
     try:
-        for p in range(spec.topic(topic).partitions):
-            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            tp = TopicPartition(topic, p, max(lo, hi - TAIL))
-            out[p] = 0
-            if hi <= lo:
-                continue
-            consumer.assign([tp])
-            deadline = time.monotonic() + timeout_s
-            while consumer.position([tp])[0].offset < hi:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{topic}/{p}: the tail was not read in {timeout_s:.0f} s")
-                msg = consumer.poll(0.5)
-                if msg is not None and msg.error() is None:
-                    out[p] = (msg.offset() or 0) + 1
-            if out[p] == 0 and hi - TAIL > lo:
-                raise RuntimeError(f"{topic}/{p}: no record in the last {TAIL} offsets")
-            consumer.unassign()
+        return demo_last_records(consumer, topic, timeout_s=timeout_s)
     finally:
         consumer.close()
-    return out
 
 
 def wait_drained(

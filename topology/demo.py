@@ -117,27 +117,38 @@ def _consumer(settings: StackSettings) -> Consumer:
     )
 
 
-def _last_records(consumer: Consumer, topic: str) -> dict[int, int]:
-    """The offset after the last committed record of each partition (not the commit marker)."""
+TAIL = 500  # offsets read back from a partition's end to find its last record
+
+
+def last_records(consumer: Consumer, topic: str, *, timeout_s: float = 60) -> dict[int, int]:
+    """The offset after the last record of each partition of ``topic`` (markers excluded).
+
+    Reads each partition's tail with ``consumer`` (read_committed) until its position reaches
+    the high watermark: a transactional topic ends in commit markers, which are never delivered,
+    and an empty poll only means the fetch has not answered yet (stopping there once made a
+    stage look drained long before it was). Raises :class:`TimeoutError` when a tail cannot be
+    read in ``timeout_s``, :class:`RuntimeError` when the last ``TAIL`` offsets hold no record.
+    """
     out: dict[int, int] = {}
-    for p in range(spec.topic(topic).partitions):
-        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        if hi <= lo:
+    try:
+        for p in range(spec.topic(topic).partitions):
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             out[p] = 0
-            continue
-        consumer.assign([TopicPartition(topic, p, max(lo, hi - 3))])
-        last = 0
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                break
-            if msg.error() is None:
-                last = (msg.offset() or 0) + 1
-            if (msg.offset() or 0) >= hi - 1:
-                break
-        out[p] = last
-    consumer.unassign()
+            if hi <= lo:
+                continue
+            tp = TopicPartition(topic, p, max(lo, hi - TAIL))
+            consumer.assign([tp])
+            deadline = time.monotonic() + timeout_s
+            while consumer.position([tp])[0].offset < hi:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topic}/{p}: the tail was not read in {timeout_s:.0f} s")
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    out[p] = (msg.offset() or 0) + 1
+            if out[p] == 0 and hi - TAIL > lo:
+                raise RuntimeError(f"{topic}/{p}: no record in the last {TAIL} offsets")
+    finally:
+        consumer.unassign()
     return out
 
 
@@ -189,7 +200,7 @@ def wait_drained(
             }
             tasks["sink"] = progress.add_task("sink -> ClickHouse", total=1)
             for group, topic in STAGES:
-                want = _last_records(consumer, topic)  # upstream stages are done by now
+                want = last_records(consumer, topic)  # upstream stages are done by now
                 total = sum(want.values())
                 while True:
                     children.check()
@@ -205,7 +216,7 @@ def wait_drained(
                         raise DemoError(f"{group} did not finish {topic} in {timeout_s:.0f} s")
                     time.sleep(0.5)
             targets = {
-                f"{t}/{p}": o for t in SUNK for p, o in _last_records(consumer, t).items() if o > 0
+                f"{t}/{p}": o for t in SUNK for p, o in last_records(consumer, t).items() if o > 0
             }
             total = sum(targets.values())
             while True:

@@ -309,15 +309,21 @@ class Sink:
         per_topic: dict[str, int] = defaultdict(int)
         for topic in self.options.topics:
             for p in range(spec.topic(topic).partitions):
+                tp = TopicPartition(topic, p)
                 try:
-                    _lo, hi = self.consumer.get_watermark_offsets(
-                        TopicPartition(topic, p), timeout=2, cached=False
-                    )
+                    # Every fetch response carries the partition's high watermark: the cached
+                    # figure is at most one long-poll old. Asking the broker instead queues
+                    # behind the consumer's fetch (up to 500 ms per partition, every second),
+                    # which stalled the sink for seconds at low traffic; ask only until a
+                    # fetch has answered for the partition.
+                    _lo, hi = self.consumer.get_watermark_offsets(tp, cached=True)
+                    if hi < 0:
+                        _lo, hi = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
                 except Exception:  # the broker is restarting: keep the last figures
                     return
                 key = f"{topic}/{p}"
                 self.status.ends[key] = hi
-                pos = self.consumer.position([TopicPartition(topic, p)])[0].offset
+                pos = self.consumer.position([tp])[0].offset
                 if pos >= 0:
                     self.status.positions[key] = max(self.status.positions.get(key, 0), pos)
                 per_topic[topic] += max(0, hi - self.status.positions.get(key, 0))
