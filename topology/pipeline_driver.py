@@ -22,6 +22,7 @@ from packs.feature import FeaturePack
 from packs.universe import UniversePolicy, load_universe_policy
 from processors.detect import processor as detect
 from processors.detect.events import Provenance
+from processors.detect.feed import TRADE_IN_TOPIC as TRADE_IN
 from processors.market import stage as market_stage
 from processors.market.snapshot import MarketInError
 from schemas import catalog
@@ -57,6 +58,7 @@ class PipelineDriver(TopologyTestDriver):
             version and hash).
         partitions: Partitions of ``md.raw.v0`` and ``lattice.v0``.
         flush_every: Flush state after this many raw records (1 = strictest round-trips).
+        trade_feed: The detector also reports each minute step to ``trade.in.v0``.
     """
 
     def __init__(
@@ -69,7 +71,9 @@ class PipelineDriver(TopologyTestDriver):
         provenance: Provenance | None = None,
         partitions: int | None = None,
         flush_every: int = 1,
+        trade_feed: bool = False,
     ) -> None:
+        self.trade_feed = trade_feed
         names = (*LATTICE_STORES, *STAGE_STORES)
         all_stores = dict(stores or {n: MemoryStore(n) for n in names})
         super().__init__(pack, all_stores, partitions=partitions, flush_every=flush_every)
@@ -84,7 +88,7 @@ class PipelineDriver(TopologyTestDriver):
         self.stage_codecs = {
             t: AvroCodec(catalog.load(t).parsed, 100 + i)
             for i, t in enumerate(
-                ("lattice.v0", "market.snapshot.v0", "universe.v0", detect.EVENTS_TOPIC)
+                ("lattice.v0", "market.snapshot.v0", "universe.v0", detect.EVENTS_TOPIC, TRADE_IN)
             )
         }
         self._wrapped = {t: catalog.body_wrapped(t) for t in self.stage_codecs}
@@ -104,6 +108,7 @@ class PipelineDriver(TopologyTestDriver):
             self.provenance,
             event_partitions=_partitions(detect.EVENTS_TOPIC),
             policy=self.policy,
+            trade_partitions=self.partitions if self.trade_feed else None,
         )
 
     def pipe(self, value: Mapping[str, Any], partition: int | None = None) -> list[Sent]:

@@ -152,6 +152,15 @@ _DECLARED: tuple[TopicSpec, ...] = (
         30 * DAY_MS,
         "records the ClickHouse sink could not decode or map, with the reason in a header",
     ),
+    TopicSpec(
+        "trade.in.v0",
+        Key.CONSTANT,
+        1,
+        Cleanup.DELETE,
+        7 * DAY_MS,
+        "each detector partition's quotes and events per minute in one stream: detector -> trader",
+        dlq=True,
+    ),
     _compacted("hrp.budget.v0", Key.SCOPE, 1, "HRP cluster budgets, latest per scope (spec 000)"),
     _compacted("cvar.caps.v0", Key.ASSET_UID, ASSET_PARTITIONS, "CVaR leverage caps (spec 000)"),
     _asset(

@@ -8,8 +8,9 @@ changelog record and dead letter in the source partition's transaction
 - ``alpha worker market``: ``market.in.v0`` (one partition) -> ``market.snapshot.v0``,
   ``universe.v0`` and one market frame per ``lattice.v0`` partition; state ``market.state.v1``.
 - ``alpha worker detector``: ``lattice.v0`` (rows, seals, frames) -> ``alpha.events.v0``;
-  events that break the contract's bounds go to ``alpha.events.dlq`` with the reason; state
-  ``detect.state.v1``.
+  events that break the contract's bounds go to ``alpha.events.dlq`` with the reason; each
+  minute step's quotes and events also go to ``trade.in.v0`` for the downstream stage
+  (:mod:`processors.detect.feed`); state ``detect.state.v1``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from packs.feature import load_feature_pack
 from packs.universe import UniversePolicy, load_universe_policy
 from processors.detect import processor as detect
 from processors.detect.events import Provenance
+from processors.detect.feed import TRADE_IN_TOPIC
 from processors.market import stage as market_stage
 from processors.market.snapshot import MarketInError, MarketProcessor
 from schemas import catalog
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 MARKET_IN = "market.in.v0"
 LATTICE = "lattice.v0"
 EVENTS = detect.EVENTS_TOPIC
+TRADE_IN = TRADE_IN_TOPIC
 
 TRIGGERS = Counter(
     "alpha_detector_triggers_total", "Detector triggers (before scoring).", ["class", "subtype"]
@@ -258,7 +261,7 @@ class DetectorWorker(_Stage):
             detector_hash=self.pack.hash(),
             git_commit=git_commit(),
         )
-        self.codecs = _codecs(options.registry_url, (LATTICE, EVENTS))
+        self.codecs = _codecs(options.registry_url, (LATTICE, EVENTS, TRADE_IN))
         self.processors: dict[int, detect.DetectorProcessor] = {}
 
     def _forget(self) -> None:
@@ -275,6 +278,7 @@ class DetectorWorker(_Stage):
                 self.provenance,
                 event_partitions=spec.topic(EVENTS).partitions,
                 policy=self.policy,
+                trade_partitions=spec.topic(LATTICE).partitions,
             )
             if log.isEnabledFor(logging.INFO):
                 store = self._store(partition)
@@ -303,6 +307,9 @@ class DetectorWorker(_Stage):
             return
         codec = self.codecs[EVENTS]
         for o in outs:
+            if o.topic == TRADE_IN:
+                await self._send(partition, o.topic, o.key, o.partition, o.value)
+                continue
             encoded = codec.encode(o.value)
             problems = violations(o.value, len(encoded))
             if problems:

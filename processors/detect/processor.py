@@ -35,7 +35,7 @@ sends it to ``alpha.events.dlq``).
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from packs.feature import FeaturePack
 from packs.universe import UniversePolicy, load_universe_policy
 from processors.detect.catalogue import evaluate, guard_limits
 from processors.detect.events import Provenance, build_event
+from processors.detect.feed import TRADE_IN_TOPIC, trade_in
 from processors.detect.scoring import Emission, Scorer, ScorerState
 from processors.detect.types import (
     AssetHistory,
@@ -124,6 +125,8 @@ class DetectorProcessor:
         event_partitions: Partitions of ``alpha.events.v0`` (events are keyed by asset_uid).
         policy: The universe policy whose ``hotlist`` section sets the hot rule and TTL
             (default: the shipped one).
+        trade_partitions: The ``lattice.v0`` partition count, to report each minute step to
+            ``trade.in.v0`` (:mod:`processors.detect.feed`); None: no such reports.
     """
 
     def __init__(
@@ -134,8 +137,10 @@ class DetectorProcessor:
         provenance: Provenance,
         event_partitions: int = 8,
         policy: UniversePolicy | None = None,
+        trade_partitions: int | None = None,
     ) -> None:
         self.pack = pack
+        self.trade_partitions = trade_partitions
         self.illiquidity = feature_pack.illiquidity
         self.hotlist = (policy or load_universe_policy()).hotlist
         self.iqr_k = feature_pack.quantiles.iqr_k
@@ -307,7 +312,8 @@ class DetectorProcessor:
         minute = self._minute(state, label)
         if framed == label:  # the frame came first: the revisions of the minute go now
             self._keep(partition, state, label, None)
-            return self._revisions(partition, state, minute, label)
+            out = self._revisions(partition, state, minute, label)
+            return out + self._feed(partition, label, (), out, final=True)
         minute["final"] = True
         self._keep(partition, state, label, minute)
         return []
@@ -363,7 +369,29 @@ class DetectorProcessor:
         else:
             self._keep(partition, state, label, {**minute, "r0": {}})
         self._put(b"p:%d" % partition, state)
-        return out
+        return out + self._feed(partition, label, rows, out, final=bool(minute["final"]))
+
+    def _feed(
+        self,
+        partition: int,
+        label: int,
+        rows: Sequence[Mapping[str, Any]],
+        events: Sequence[Output],
+        *,
+        final: bool,
+    ) -> list[Output]:
+        """The step's ``trade.in.v0`` report (none when the processor was built without one)."""
+        if self.trade_partitions is None:
+            return []
+        value = trade_in(
+            partition,
+            self.trade_partitions,
+            label,
+            rows,
+            [o.value for o in events if o.topic == EVENTS_TOPIC],
+            final=final,
+        )
+        return [Output(TRADE_IN_TOPIC, str(partition).encode(), 0, value)]
 
     def _revisions(
         self, partition: int, state: dict[str, Any], minute: Mapping[str, Any], label: int
