@@ -21,6 +21,7 @@ from topology import spec
 from topology.assets_cli import add_assets_parser
 from topology.events_cli import add_events_parser
 from topology.explain_cli import add_explain_parser
+from topology.hrp_cli import add_hrp_parser
 from topology.ingest_cli import add_ingest_parser
 from topology.replay_cli import add_replay_parser
 from topology.schemas_cli import add_schemas_parser
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sql_parsers(sub)
     add_explain_parser(sub)
     add_replay_parser(sub)
+    add_hrp_parser(sub)
     return parser
 
 

@@ -120,7 +120,7 @@ def _codecs(registry_url: str, topics: tuple[str, ...]) -> dict[str, AvroCodec]:
         return {t: registry.codec(t) for t in topics}
 
 
-class _Stage:
+class StageWorker:
     """What both workers share: the app, the EOS stage, dead letters, encode and send."""
 
     def __init__(
@@ -198,7 +198,7 @@ class _Stage:
         run_app(self.app, loglevel)
 
 
-class MarketWorker(_Stage):
+class MarketWorker(StageWorker):
     """``alpha worker market`` (see module docstring)."""
 
     def __init__(self, options: WorkerOptions, policy: UniversePolicy | None = None) -> None:
@@ -241,7 +241,7 @@ class MarketWorker(_Stage):
         MARKET_PENDING.set(proc.pending_minutes)
 
 
-class DetectorWorker(_Stage):
+class DetectorWorker(StageWorker):
     """``alpha worker detector`` (see module docstring)."""
 
     def __init__(

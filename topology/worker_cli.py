@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 from packs.feature import load_feature_pack
 from topology.settings import StackSettings
 
-ROLES = ("lattice", "market", "detector")
+ROLES = ("lattice", "market", "detector", "trader")
 
 
 def _cmd_worker(args: argparse.Namespace, settings: StackSettings) -> int:
@@ -37,6 +37,12 @@ def _cmd_worker(args: argparse.Namespace, settings: StackSettings) -> int:
     loglevel = "debug" if args.debug else args.log_level
     if args.role == "lattice":
         LatticeWorker(options).run(loglevel)
+    elif args.role == "trader":
+        from packs.risk import load_risk_policy
+        from topology.trader_worker import TraderWorker
+
+        risk_policy = load_risk_policy(path=args.risk_policy) if args.risk_policy else None
+        TraderWorker(options, risk_policy).run(loglevel)
     elif args.role == "market":
         from packs.universe import load_universe_policy
         from topology.stage_workers import MarketWorker
@@ -68,7 +74,8 @@ def add_worker_parser(sub: Any) -> None:
         choices=ROLES,
         help="which stage: lattice (md.raw.v0 -> lattice.v0, market.in.v0), market"
         " (market.in.v0 -> market.snapshot.v0, universe.v0, frames), detector (lattice.v0 ->"
-        " alpha.events.v0)",
+        " alpha.events.v0, trade.in.v0), trader (trade.in.v0 -> sizing decisions, paper orders"
+        " and fills, exit advice, HRP budgets, CVaR caps, risk state, kill switch)",
     )
     worker.add_argument("--app-id", help="Faust app id = consumer group (default alpha-<role>)")
     worker.add_argument("--data-dir", type=Path, help="local table directory")
@@ -100,6 +107,9 @@ def add_worker_parser(sub: Any) -> None:
         "--universe-policy",
         type=Path,
         help="a universe policy YAML (market; detector hotlist; default v1)",
+    )
+    worker.add_argument(
+        "--risk-policy", type=Path, help="a risk pack YAML (trader; default packs/risk/v1.yaml)"
     )
     worker.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     worker.set_defaults(func=_cmd_worker)

@@ -98,4 +98,5 @@ def trade_in(
         "final": final,
         "quotes": quotes,
         "signals": [signal_of(e) for e in events],
+        "alerts": [],
     }

@@ -54,7 +54,7 @@ def test_every_partition_reports_every_framed_minute_in_order_and_finally(driver
     for rs in by_partition.values():
         labels = [r["minute_ms"] for r in rs]
         assert labels == sorted(labels)
-        finals = defaultdict(int)
+        finals: dict[int, int] = defaultdict(int)
         for r in rs:
             finals[r["minute_ms"]] += r["final"]
         # every minute but possibly the last one (its final seal may not have come) is closed once
