@@ -96,6 +96,7 @@ class TraderProcessor:
         """
         try:
             partition, minute = int(value["partition"]), int(value["minute_ms"])
+            reported = int(value["partitions"])
             final = bool(value["final"])
             quotes = [dict(q) for q in value["quotes"]]
             signals = [dict(s) for s in value["signals"]]
@@ -114,6 +115,11 @@ class TraderProcessor:
             return []
         if not 0 <= partition < st.partitions:
             raise BadTradeIn(f"partition {partition} outside 0..{st.partitions - 1}")
+        if reported != st.partitions:
+            raise BadTradeIn(
+                f"the record reports {reported} lattice partitions, the stage waits for"
+                f" {st.partitions}"
+            )
         if minute <= st.core["last_minute"]:
             self._count("late_reports")
             return []

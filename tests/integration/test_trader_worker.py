@@ -3,8 +3,9 @@
 The scripted trading day of ``tests/kit/trading.py`` (the spec 000 golden path: L1 crowding ->
 HRP scale, loss streak -> halt, gapped stops -> CVaR cap, hard stop -> kill switch) goes into
 ``trade.in.v0`` in three chunks; a real ``alpha worker trader`` processes it and is killed with
-SIGKILL after the first chunk and again in the middle of the second. Everything it committed
-(read_committed) on its eight output topics equals, partition by partition and byte for byte,
+SIGKILL after the first chunk was committed and again right after a slice of the second was
+written (so that slice was in flight: processed in an open transaction, or not yet read).
+Everything it committed (read_committed) on its eight output topics equals, partition by partition and byte for byte,
 what :class:`topology.trader_driver.TraderDriver` computes from the same input: so no decision,
 order or fill is lost or doubled by the crashes, and a replay gives the same bytes. A malformed
 record in between goes to ``trade.in.dlq`` with its reason and loses nothing.
@@ -86,10 +87,11 @@ def run(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) -> dict[
         _wait_committed(stack, worker, _last_record(stack))
         worker.kill9()  # crash 1: after a commit, state must come back from the changelog
         worker.restart()
-        before = _last_record(stack)
-        _produce(stack, encoded[third : 2 * third])
-        _wait_committed(stack, worker, before + 1)
-        worker.kill9()  # crash 2: in the middle of the chunk, transactions open
+        half = (third + 2 * third) // 2
+        _produce(stack, encoded[third:half])
+        _wait_committed(stack, worker, _last_record(stack))
+        _produce(stack, encoded[half : 2 * third])
+        worker.kill9()  # crash 2: right after the write, with the slice in flight
         worker.restart()
         _produce(stack, encoded[2 * third :])
         _wait_committed(stack, worker, _last_record(stack))
@@ -98,7 +100,13 @@ def run(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) -> dict[
     got = {t: read_between(stack, t, start[t], end_offsets(stack, t)) for t in start}
     driver = TraderDriver(policy, PARTITIONS, flush_every=1)
     driver.pipe_all(values)
-    return {"got": got, "driver": driver, "log": Path(worker.log).read_text(errors="replace")}
+    in_flight = max(int(v["minute_ms"]) for v in values[half : 2 * third])
+    return {
+        "got": got,
+        "driver": driver,
+        "log": Path(worker.log).read_text(errors="replace"),
+        "in_flight_last_minute": in_flight,
+    }
 
 
 def _by_partition(msgs: list[Message]) -> dict[int, list[bytes]]:
@@ -140,4 +148,16 @@ def test_the_malformed_record_is_dead_lettered_with_its_reason(run):
     headers = {k: (v or b"").decode() for k, v in dlq[0].headers() or []}
     assert headers["source"].startswith("trade.in.v0/0@")
     assert "WireFormatError" in headers["error"]
-    assert "trader: restored state" in run["log"]
+
+
+def test_each_restart_restored_the_committed_state(run):
+    restored = [
+        int(line.split("restored state at minute ")[1].split(",")[0])
+        for line in run["log"].splitlines()
+        if "trader: restored state at minute" in line
+    ]
+    assert len(restored) == 3  # the start and two restarts
+    assert restored[0] == 0
+    assert 0 < restored[1] <= restored[2]
+    # the second crash came before the in-flight slice was committed: work was redone
+    assert restored[2] < run["in_flight_last_minute"]

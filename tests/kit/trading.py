@@ -35,8 +35,9 @@ import numpy as np
 
 from packs.risk import RiskPolicy, load_risk_policy
 from processors.downstream.types import DAY_MS, MINUTE_MS
+from topology.spec import ASSET_PARTITIONS
 
-PARTITIONS = 2
+PARTITIONS = ASSET_PARTITIONS  # what the worker waits for: every lattice.v0 partition
 DAY2 = 1_751_414_400_000  # 2025-07-02 00:00 UTC
 HOUR_MS = 3_600_000
 L1 = ("SOL", "ADA", "APT", "SUI", "NEAR")
