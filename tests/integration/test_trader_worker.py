@@ -1,14 +1,15 @@
-"""The downstream stage on the real broker: the golden path, a kill -9 mid-run, byte-for-byte.
+"""The downstream stage on the real broker: the golden path, kill -9 mid-run, byte-for-byte.
 
 The scripted trading day of ``tests/kit/trading.py`` (the spec 000 golden path: L1 crowding ->
 HRP scale, loss streak -> halt, gapped stops -> CVaR cap, hard stop -> kill switch) goes into
-``trade.in.v0`` in three chunks; a real ``alpha worker trader`` processes it and is killed with
-SIGKILL after the first chunk was committed and again right after a slice of the second was
-written (so that slice was in flight: processed in an open transaction, or not yet read).
-Everything it committed (read_committed) on its eight output topics equals, partition by partition and byte for byte,
-what :class:`topology.trader_driver.TraderDriver` computes from the same input: so no decision,
-order or fill is lost or doubled by the crashes, and a replay gives the same bytes. A malformed
-record in between goes to ``trade.in.dlq`` with its reason and loses nothing.
+``trade.in.v0`` in chunks; a real ``alpha worker trader`` processes it and is killed with
+SIGKILL twice: once after the first chunk was committed, once right after a slice of the
+second was written (so that slice was in flight: processed in an open transaction, or not yet
+read). Everything it committed (read_committed) on its eight output topics equals, partition
+by partition and byte for byte, what :class:`topology.trader_driver.TraderDriver` computes from
+the same input: no decision, order or fill is lost or doubled by the crashes, and a replay
+gives the same bytes. A malformed record in between goes to ``trade.in.dlq`` with its reason
+and loses nothing.
 """
 
 from __future__ import annotations
