@@ -27,6 +27,7 @@ from topology.replay_cli import add_replay_parser
 from topology.schemas_cli import add_schemas_parser
 from topology.settings import APICURIO_VERSION, KAFKA_VERSION, StackSettings
 from topology.sql_cli import add_sql_parsers
+from topology.trader_cli import add_trader_parser
 from topology.worker_cli import add_worker_parser
 
 EXIT_ERROR = 1
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_parser(sub)
     add_replay_parser(sub)
     add_hrp_parser(sub)
+    add_trader_parser(sub)
     return parser
 
 

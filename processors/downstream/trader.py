@@ -68,6 +68,33 @@ def _quote(data: Mapping[str, Any], minute_ms: int) -> Quote:
     return Quote(minute_ms=minute_ms, **{k: v for k, v in data.items() if k in fields})
 
 
+def _parse(
+    value: Mapping[str, Any], partitions: int
+) -> tuple[int, int, bool, list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Check a record: partition, minute, final, quotes, signals, alerts (or BadTradeIn)."""
+    try:
+        partition, minute = int(value["partition"]), int(value["minute_ms"])
+        reported, final = int(value["partitions"]), bool(value["final"])
+        quotes = [dict(q) for q in value["quotes"]]
+        signals = [dict(s) for s in value["signals"]]
+        alerts = [dict(a) for a in value.get("alerts") or ()]
+        for q in quotes:
+            int(q["asset_uid"]), float(q["close"]), str(q["symbol"])
+        for s in signals:
+            int(s["asset_uid"]), str(s["event_id"]), int(s["severity"]), str(s["subtype"])
+        for a in alerts:
+            str(a["level"]), str(a["reason"]), int(a["at_ms"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadTradeIn(f"malformed trade.in.v0 record: {exc!r}") from None
+    if not -1 <= partition < partitions:
+        raise BadTradeIn(f"partition {partition} outside -1..{partitions - 1}")
+    if reported != partitions:
+        raise BadTradeIn(
+            f"the record reports {reported} lattice partitions, the stage waits for {partitions}"
+        )
+    return partition, minute, final, quotes, signals, alerts
+
+
 class TraderProcessor:
     """The downstream stage's processor (see module docstring).
 
@@ -94,32 +121,13 @@ class TraderProcessor:
         Raises:
             BadTradeIn: The record is malformed; no state changed.
         """
-        try:
-            partition, minute = int(value["partition"]), int(value["minute_ms"])
-            reported = int(value["partitions"])
-            final = bool(value["final"])
-            quotes = [dict(q) for q in value["quotes"]]
-            signals = [dict(s) for s in value["signals"]]
-            alerts = [dict(a) for a in value.get("alerts") or ()]
-            for q in quotes:
-                int(q["asset_uid"]), float(q["close"]), str(q["symbol"])
-            for s in signals:
-                int(s["asset_uid"]), str(s["event_id"]), int(s["severity"]), str(s["subtype"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadTradeIn(f"malformed trade.in.v0 record: {exc!r}") from None
         st = self.state
+        partition, minute, final, quotes, signals, alerts = _parse(value, st.partitions)
         if alerts:
             st.core["alerts"] = [*st.core["alerts"], *alerts]
             st.touch()
         if partition < 0:  # an alert-only record
             return []
-        if not 0 <= partition < st.partitions:
-            raise BadTradeIn(f"partition {partition} outside 0..{st.partitions - 1}")
-        if reported != st.partitions:
-            raise BadTradeIn(
-                f"the record reports {reported} lattice partitions, the stage waits for"
-                f" {st.partitions}"
-            )
         if minute <= st.core["last_minute"]:
             self._count("late_reports")
             return []

@@ -1,0 +1,88 @@
+"""Alerts, bad input and metrics of the downstream stage (fail-safe: spec 001 "Resilience")."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+
+from processors.downstream.trader import BadTradeIn, TraderProcessor
+from schemas.errors import AlphaError
+from state.memory import MemoryStore
+from tests.kit.trading import DAY2, PARTITIONS, Market, reports, signal, story_policy
+from topology.trader_cli import alert_record
+from topology.trader_driver import TraderDriver
+from topology.trader_worker import export
+
+POLICY = story_policy()
+MIN = 60_000
+
+
+def _minute(d: TraderDriver, market: Market, t: int, *symbols: str) -> None:
+    quotes = [market.quote(s) for s in ("BTC", "ETH", "DOGE")]
+    d.pipe_all(reports(t, quotes, [signal(s, t) for s in symbols]))
+
+
+def test_a_crit_alert_pauses_entries_for_the_cooldown_with_mode_switches():
+    d = TraderDriver(POLICY, PARTITIONS)
+    market = Market()
+    start = DAY2
+    warm = POLICY.controls.warmup_minutes
+    for m in range(warm + 1):
+        _minute(d, market, start + m * MIN)
+    t0 = start + (warm + 1) * MIN
+    d.pipe(alert_record("CRIT", "venue down", t0))
+    _minute(d, market, t0, "BTC")
+    cooldown = POLICY.controls.fail_safe.cooldown_minutes
+    for m in range(1, cooldown + 2):
+        _minute(d, market, t0 + m * MIN)
+    _minute(d, market, t0 + (cooldown + 2) * MIN, "ETH")
+    decisions = d.values("sizing.decisions.v0")
+    assert [(v["symbol"], v["drop_reason"]) for v in decisions] == [
+        ("BTC", "fail_safe"),
+        ("ETH", None),
+    ]
+    switches = [v["mode_switch"] for v in d.values("control.v0") if v["kind"] == "mode_switch"]
+    assert [(s["from_mode"], s["to_mode"]) for s in switches] == [
+        ("paper", "fail_safe"),
+        ("fail_safe", "paper"),
+    ]
+    assert switches[0]["reason"] == "venue down"
+    assert not [v for v in d.values("control.v0") if v["kind"] == "kill_switch"]
+
+
+def test_alerts_are_validated_before_they_are_written():
+    with pytest.raises(AlphaError, match="level"):
+        alert_record("PANIC", "x", 0)
+    with pytest.raises(AlphaError, match="reason"):
+        alert_record("CRIT", " ", 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"partitions": 3}, "reports 3 lattice partitions"),
+        ({"partition": PARTITIONS}, "outside"),
+        ({"partition": -2}, "outside"),
+        ({"alerts": [{"level": "CRIT", "reason": "r"}]}, "malformed"),
+        ({"quotes": [{"symbol": "X"}]}, "malformed"),
+        ({"signals": [{"event_id": "e"}]}, "malformed"),
+    ],
+)
+def test_a_bad_record_raises_without_changing_state(change, match):
+    store = MemoryStore("trade.state.v1")
+    proc = TraderProcessor(POLICY, store, PARTITIONS)
+    good = next(iter(reports(DAY2, [Market().quote("BTC")], [])))
+    with pytest.raises(BadTradeIn, match=match):
+        proc.step({**good, **change})
+    proc.flush()
+    assert store.get(b"core") is None or b'"pending":{}' in (store.get(b"core") or b"")
+
+
+def test_metrics_are_exported_under_the_spec_names():
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = value("alpha_streak_halt_total"), value("alpha_trades_opened_total", route="canary")
+    export({"streak_halt_total": 2, 'trades_opened_total{route="canary"}': 3, "minutes": 1})
+    assert value("alpha_streak_halt_total") == before[0] + 2
+    assert value("alpha_trades_opened_total", route="canary") == before[1] + 3
