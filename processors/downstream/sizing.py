@@ -124,7 +124,7 @@ class Decision:
     risk_pct: float
     risk_usd: float
     hrp_budget_date: str | None
-    hrp_budget_version: int | str | None
+    hrp_budget_version: str | None
     hrp_scale: float
     cvar_cap_max_lev: float | None
     cvar_samples: int
@@ -239,7 +239,7 @@ def size(
     free_balance: float,
     hrp_scale: float,
     hrp_budget_date: str | None,
-    hrp_budget_version: int | str | None,
+    hrp_budget_version: str | None,
     cvar_max_lev: float | None,
     cvar_samples: int,
     cvar_source: str | None,

@@ -102,7 +102,7 @@ def decide(
         "free_balance": 10_000.0,
         "hrp_scale": 1.0,
         "hrp_budget_date": "2026-01-01",
-        "hrp_budget_version": 3,
+        "hrp_budget_version": "sha256:0123456789abcdef",
         "cvar_max_lev": None,
         "cvar_samples": 0,
         "cvar_source": None,
@@ -245,7 +245,7 @@ def test_hrp_scale_cuts_risk_to_70_percent_with_the_pill():
     assert tight.pills == (PILL_HRP,)
     assert tight.hrp_scale == 0.7
     assert tight.hrp_budget_date == "2026-01-01"
-    assert tight.hrp_budget_version == 3
+    assert tight.hrp_budget_version == "sha256:0123456789abcdef"
 
 
 @pytest.mark.parametrize(("given_scale", "used"), [(math.nan, 0.5), (1.3, 1.0), (-0.2, 0.0)])

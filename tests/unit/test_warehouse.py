@@ -31,6 +31,11 @@ from topology.warehouse import (
 def test_the_checked_in_ddl_is_the_generated_one() -> None:
     # Regenerate with: python -m topology.warehouse ddl > deploy/clickhouse/001_core.sql
     assert CORE_DDL.read_text(encoding="utf-8") == ddl()
+    # ... and python -m topology.warehouse ddl 002_downstream > deploy/clickhouse/002_...sql
+    downstream = CORE_DDL.with_name("002_downstream.sql").read_text(encoding="utf-8")
+    assert downstream == ddl(migration="002_downstream")
+    assert "alpha.decisions" in downstream
+    assert "alpha.decisions" not in CORE_DDL.read_text(encoding="utf-8")
 
 
 def test_every_avro_field_of_a_feature_row_is_a_column() -> None:
@@ -107,15 +112,15 @@ def _insert(w: Warehouse, topic: str, values: list[dict[str, Any]], offset0: int
 
 def test_migrations_apply_once(warehouse: Warehouse, tmp_path: Path) -> None:
     first = warehouse.migrate()
-    assert first == ["001_core.sql"]
+    assert first == ["001_core.sql", "002_downstream.sql"]
     assert warehouse.migrate() == []
     extra = tmp_path / "ddl"
     extra.mkdir()
-    (extra / "002_downstream.sql").write_text(
+    (extra / "003_later.sql").write_text(
         "-- a later stage\nCREATE TABLE IF NOT EXISTS alpha.t_later (x Int64)"
         " ENGINE = MergeTree ORDER BY x;\n"
     )
-    assert warehouse.migrate(extra) == ["002_downstream.sql"]
+    assert warehouse.migrate(extra) == ["003_later.sql"]
     assert warehouse.rows("SELECT count() FROM alpha.t_later") == [(0,)]
     tables = {r[0] for r in warehouse.rows("SHOW TABLES FROM alpha")}
     assert {t.name for t in TABLES} | {"sink_offsets", "anomaly_event_dedup"} <= tables
@@ -184,3 +189,35 @@ def test_a_held_directory_is_a_clear_error(warehouse: Warehouse) -> None:
     )
     assert "cannot open ClickHouse" in out.stdout, out.stdout + out.stderr
     assert "alpha sql" in out.stdout
+
+
+def test_the_downstream_records_land_in_their_tables_once(warehouse: Warehouse) -> None:
+    from tests.kit.trading import PARTITIONS, story, story_policy
+    from topology.trader_driver import TraderDriver
+
+    warehouse.migrate()
+    d = TraderDriver(story_policy(), PARTITIONS, flush_every=1000)
+    d.pipe_all(story())
+    want = {}
+    for topic, table in (("sizing.decisions.v0", "decisions"), ("orders.v0", "orders")):
+        values = d.values(topic)
+        for _ in range(2):  # a re-delivered batch replaces itself
+            _insert(warehouse, topic, values, 0)
+        want[table] = len(values)
+    fills = d.values("fills.v0")
+    _insert(warehouse, "fills.v0", fills, 0)
+    want["fills"] = len(fills)
+    for table, n in want.items():
+        assert n > 0
+        assert warehouse.rows(f"SELECT count() FROM alpha.{table} FINAL") == [(n,)]  # noqa: S608
+    pills = warehouse.rows(
+        "SELECT countIf(has(pills, 'Cluster budget tight')), countIf(drop_reason = 'hard_stop')"
+        " FROM alpha.decisions FINAL"
+    )
+    assert pills[0][0] > 0
+    assert pills[0][1] > 0
+    killed = warehouse.rows(
+        "SELECT count() FROM alpha.orders FINAL WHERE status = 'cancelled'"
+        " AND reason = 'kill_switch'"
+    )
+    assert killed == [(2,)]
