@@ -41,7 +41,7 @@ CAPTURES = (
     SAMPLES / "hyperliquid-ws-collector-2025-09-03",
     SAMPLES / "hyperliquid-ws-calibration-2025-09-04",
 )
-ROLES = ("lattice", "market", "detector", "sink")
+ROLES = ("lattice", "market", "detector", "trader", "sink")
 #: Spec 002 §16.1: a candle bootstrap normalises only what candles carry (volume, |return|);
 #: with v1.0 (spread, OI and basis baselines too) the candle minutes would never leave warm-up.
 FEATURE_PACK = REPO_ROOT / "packs" / "feature" / "v1.0-bootstrap.yaml"
@@ -50,8 +50,17 @@ STAGES = (
     ("alpha-lattice", "md.raw.v0"),
     ("alpha-market", "market.in.v0"),
     ("alpha-detector", "lattice.v0"),
+    ("alpha-trader", "trade.in.v0"),
 )
-SUNK = ("lattice.v0", "market.snapshot.v0", "alpha.events.v0", "universe.v0")
+SUNK = (
+    "lattice.v0",
+    "market.snapshot.v0",
+    "alpha.events.v0",
+    "universe.v0",
+    "sizing.decisions.v0",
+    "orders.v0",
+    "fills.v0",
+)
 WAIT_TIMEOUT_S = 3600.0
 
 
@@ -274,6 +283,19 @@ SUMMARY_QUERIES: tuple[tuple[str, str], ...] = (
         "the strongest events",
         "SELECT time, symbol, class, subtype, severity, event_id FROM alpha.anomaly_event_dedup"
         " ORDER BY severity DESC, time, event_id LIMIT 8",
+    ),
+    (
+        "paper trading: sizing decisions (the shipped risk pack, packs/risk/v1.yaml)",
+        "SELECT action, ifNull(drop_reason, '') AS reason, count() AS decisions,"
+        " uniqExact(symbol) AS assets, round(avg(hrp_scale), 3) AS mean_hrp_scale,"
+        " countIf(has(pills, 'Tail-risk cap applied')) AS cvar_capped FROM alpha.decisions FINAL"
+        " GROUP BY action, reason ORDER BY decisions DESC, reason",
+    ),
+    (
+        "paper trading: orders and fills",
+        "SELECT kind, status, ifNull(reason, '') AS reason, count() AS orders,"
+        " round(sum(qty * ifNull(price, 0)), 2) AS notional_usd FROM alpha.orders FINAL"
+        " GROUP BY kind, status, reason ORDER BY kind, status, reason",
     ),
     (
         "latency, ms (full-speed replay: includes queueing behind the backlog)",
