@@ -222,7 +222,7 @@ class TraderProcessor:
         st.risk, ro = risk.on_close(st.risk, closed, policy)
         out = self._risk_outputs(ro, t)
         book, caps = cvar.step(st.cvar, closed, policy.cvar, leverage_cap=policy.sizing.leverage)
-        st.set_cvar(book)
+        st.set_cvar(book, closed)
         out += [
             Output(TOPIC_CVAR, str(closed.trade.asset_uid).encode(), -1, c.to_json()) for c in caps
         ]

@@ -3,9 +3,12 @@
 Three kinds of values, each written only when it changed (once per commit in the worker):
 
 - ``core``: the risk state, the paper book, the day's HRP budget, the last quote of every asset,
-  pending alerts, and the minutes still waiting for a partition (with what each partition
-  reported of them and how far each partition is done);
-- ``cvar``: the CVaR book (up to ``max_samples`` outcomes per key: written at trade closes);
+  pending alerts, and how far each partition is done;
+- ``m:<minute>``: a minute still waiting for a partition, with what the partitions reported of
+  it (its own value: a full-speed replay can leave hundreds pending behind a slow partition,
+  which as one value outgrew Kafka's 1 MB record limit in the changelog);
+- ``co:<symbol>|<tf>`` and ``cc:<cluster>|<side>``: the CVaR book's outcome samples, one value
+  per key (up to ``max_samples`` each; written when a trade of that key closes);
 - ``h:<symbol>``: the symbol's hourly closes, ``[hour_ms, close]`` pairs, at most
   ``lookback_d x 24 + 1`` of them (written at hour boundaries).
 
@@ -25,7 +28,7 @@ from processors.downstream import cvar
 from processors.downstream.hrp import HrpBudget, cluster_of
 from processors.downstream.paper_state import PaperBook, PaperOutputs
 from processors.downstream.risk import RiskState
-from processors.downstream.types import Quote
+from processors.downstream.types import ClosedTrade, Quote
 from schemas.errors import AlphaError
 from state.store import KeyValueStore
 
@@ -35,7 +38,9 @@ HOUR_MS = 3_600_000
 TOPIC_ORDERS = "orders.v0"
 TOPIC_FILLS = "fills.v0"
 _CORE = b"core"
-_CVAR = b"cvar"
+_MINUTE = b"m:"
+_CVAR_OWN = b"co:"
+_CVAR_CLASS = b"cc:"
 _HOUR = b"h:"
 
 
@@ -135,11 +140,17 @@ class TraderState:
         budget = core.pop("budget")
         st.budget = None if budget is None else HrpBudget.from_json(budget)
         st.core = core
-        raw = store.get(_CVAR)
-        if raw is not None:
-            st.cvar = cvar.CvarBook.from_bytes(raw)
+        own = {k[len(_CVAR_OWN) :].decode(): json.loads(v) for k, v in store.scan(_CVAR_OWN)}
+        classes = {
+            k[len(_CVAR_CLASS) :].decode(): json.loads(v) for k, v in store.scan(_CVAR_CLASS)
+        }
+        st.cvar = cvar.CvarBook.from_json(
+            {"own": own, "classes": classes, "version": cvar.CvarBook().version}
+        )
         for key, value in store.scan(_HOUR):
             st._hours[key[len(_HOUR) :].decode()] = json.loads(value)
+        for key, value in store.scan(_MINUTE):
+            st.core["pending"][key[len(_MINUTE) :].decode()] = json.loads(value)
         return st
 
     def touch(self) -> None:
@@ -152,14 +163,21 @@ class TraderState:
             return 0
         batch: dict[bytes, bytes | None] = {}
         for key in sorted(self._dirty):
-            if key == _CORE:
+            if key.startswith(_MINUTE):
+                entry = self.core["pending"].get(key[len(_MINUTE) :].decode())
+                batch[key] = None if entry is None else _dumps(entry)
+            elif key == _CORE:
                 core = dict(self.core)
+                core["pending"] = {}
                 core["risk"] = self.risk.to_json()
                 core["book"] = self.book.to_json()
                 core["budget"] = None if self.budget is None else self.budget.to_json()
                 batch[key] = _dumps(core)
-            elif key == _CVAR:
-                batch[key] = self.cvar.to_bytes()
+            elif key.startswith(_CVAR_OWN):
+                batch[key] = _dumps(self.cvar.own[key[len(_CVAR_OWN) :].decode()].to_json())
+            elif key.startswith(_CVAR_CLASS):
+                name = key[len(_CVAR_CLASS) :].decode()
+                batch[key] = _dumps(self.cvar.classes[name].to_json())
             else:
                 batch[key] = _dumps(self._hours[key[len(_HOUR) :].decode()])
         self.store.apply(batch)
@@ -184,6 +202,7 @@ class TraderState:
         entry = core["pending"].setdefault(str(minute), {"quotes": [], "signals": []})
         entry["quotes"] += quotes
         entry["signals"] += signals
+        self._dirty.add(_MINUTE + str(minute).encode())
         self.touch()
 
     def _done_through(self, partition: int, minute: int) -> bool:
@@ -203,6 +222,7 @@ class TraderState:
     def pop_minute(self, minute: int) -> dict[str, Any]:
         """Take a ready minute out of the buffer."""
         self.touch()
+        self._dirty.add(_MINUTE + str(minute).encode())  # deleted at the next flush
         entry: dict[str, Any] = self.core["pending"].pop(str(minute))
         return entry
 
@@ -238,10 +258,14 @@ class TraderState:
         self.budget = budget
         self.touch()
 
-    def set_cvar(self, book: cvar.CvarBook) -> None:
-        """Adopt the CVaR book after a close."""
+    def set_cvar(self, book: cvar.CvarBook, closed: ClosedTrade) -> None:
+        """Adopt the CVaR book after ``closed`` was added (its own and class keys changed)."""
         self.cvar = book
-        self._dirty.add(_CVAR)
+        t = closed.trade
+        if cvar.own_key(t.symbol, t.tf) in book.own:
+            self._dirty.add(_CVAR_OWN + cvar.own_key(t.symbol, t.tf).encode())
+        if cvar.class_key(t.cluster, t.side) in book.classes:
+            self._dirty.add(_CVAR_CLASS + cvar.class_key(t.cluster, t.side).encode())
 
     # ----------------------------------------------------------------- portfolio views
     def open_risk_by_cluster(self, params: HrpOverlay) -> dict[str, float]:
