@@ -387,7 +387,7 @@ def run_demo(settings: StackSettings, console: Console, *, fresh: bool = True) -
         admin_client(settings.bootstrap_servers), replication=settings.topic_replication
     )
     say(f"{len(states)} declared topics ready")
-    console.rule("2/6  workers: lattice, market, detector, trader (Faust, exactly-once), the sink")
+    console.rule("2/6  workers: lattice, market, detector, trader (exactly-once), sink")
     children = Children(settings, settings.runtime / "demo")
     children.start()
     say(f"logs in {children.logs}")
