@@ -3,8 +3,10 @@
 - ``alpha trader alert --level CRIT --reason TEXT``: write an alert to ``trade.in.v0`` (an
   alert-only record, partition -1). The trader applies it before the next minute it processes:
   a ``CRIT`` starts the fail-safe (spec 001: new entries pause for ``cooldown_minutes``, a
-  ``mode_switch`` record goes to ``control.v0`` each way). Alerts go through the stage's one
-  input topic, so a replay from offsets applies them at the same minute again.
+  ``mode_switch`` record goes to ``control.v0`` each way). ``RESUME`` is the operator's way out
+  of a hard stop: it lifts it and restarts the executor (a ``mode_switch`` from ``hard_stop``;
+  the next breach emits a kill switch again). Alerts go through the stage's one input topic, so
+  a replay from offsets applies them at the same minute again.
 - ``alpha trader tail [--topic T]``: print the stage's records as they are committed
   (read_committed, decoded with the writer schema from the registry), one JSON object per line;
   ``--from-beginning``, ``--max``, ``--idle-timeout`` as in ``alpha events tail``.
@@ -28,7 +30,7 @@ from topology.settings import StackSettings
 from topology.trader_driver import OUTPUT_TOPICS
 
 TRADE_IN = "trade.in.v0"
-LEVELS = ("INFO", "WARN", "CRIT")
+LEVELS = ("INFO", "WARN", "CRIT", "RESUME")
 
 
 def alert_record(level: str, reason: str, at_ms: int) -> dict[str, Any]:
@@ -105,7 +107,12 @@ def add_trader_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    alert.add_argument("--level", choices=LEVELS, required=True, help="CRIT starts the fail-safe")
+    alert.add_argument(
+        "--level",
+        choices=LEVELS,
+        required=True,
+        help="CRIT starts the fail-safe; RESUME lifts a hard stop (operator)",
+    )
     alert.add_argument("--reason", required=True, help="why (metric label, mode-switch record)")
     alert.add_argument("--at-ms", type=int, help="when, epoch ms (default: now)")
     alert.set_defaults(func=_cmd_alert)

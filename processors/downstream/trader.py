@@ -147,6 +147,9 @@ class TraderProcessor:
         by_uid = {q.asset_uid: q for q in quotes}
         risk_before = _risk_view(st.risk)
         for alert in st.core["alerts"]:
+            if str(alert["level"]).upper() == "RESUME":
+                out += self._resume(alert, t)
+                continue
             st.risk, ro = risk.on_control(st.risk, alert, policy)
             out += self._risk_outputs(ro, t)
         st.core["alerts"] = []
@@ -168,6 +171,28 @@ class TraderProcessor:
             out.append(Output(TOPIC_RISK, b"portfolio", 0, self._risk_value(t)))
         self._count("minutes")
         return out
+
+    def _resume(self, alert: Mapping[str, Any], t: int) -> list[Output]:
+        """An operator's ``RESUME``: lift a hard stop and restart the executor (else nothing)."""
+        st = self.state
+        if not st.risk.hard_stopped and not st.book.stopped:
+            self._count("resume_ignored")
+            return []
+        st.risk = risk.clear_hard_stop(st.risk)
+        st.book = dataclasses.replace(st.book, stopped=False, stopped_reason=None, stopped_ms=None)
+        switch = risk.ModeSwitch("hard_stop", st.risk.mode, str(alert["reason"]), t)
+        data = switch.to_json()
+        kind = data.pop("kind")
+        labels = {"from": "hard_stop", "to": st.risk.mode}
+        self._count(risk.metric_key("mode_switch_total", **labels))
+        return [
+            Output(
+                TOPIC_CONTROL,
+                kind.encode(),
+                0,
+                {"kind": kind, "kill_switch": None, "mode_switch": data},
+            )
+        ]
 
     def _rollover(self, t: int) -> list[Output]:
         """The end-of-day policy, then the new day's HRP budget."""

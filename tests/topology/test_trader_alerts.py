@@ -86,3 +86,29 @@ def test_metrics_are_exported_under_the_spec_names():
     export({"streak_halt_total": 2, 'trades_opened_total{route="canary"}': 3, "minutes": 1})
     assert value("alpha_streak_halt_total") == before[0] + 2
     assert value("alpha_trades_opened_total", route="canary") == before[1] + 3
+
+
+def test_resume_lifts_a_hard_stop_and_the_next_day_trades_again():
+    from processors.downstream.types import DAY_MS
+    from tests.kit.trading import STORY, story
+
+    d = TraderDriver(POLICY, PARTITIONS, flush_every=100)
+    d.pipe_all(story())
+    assert d.values("risk.state.v0")[-1]["hard_stopped"] is True
+    market = Market()
+    t = DAY2 + (STORY["crash"] + 40) * MIN
+    d.pipe(alert_record("RESUME", "risk desk checked the book", t))
+    _minute(d, market, t, "BTC")
+    tomorrow = DAY2 + DAY_MS + 60 * MIN
+    _minute(d, market, tomorrow, "ETH")
+    switches = [v["mode_switch"] for v in d.values("control.v0") if v["kind"] == "mode_switch"]
+    assert [(s["from_mode"], s["reason"]) for s in switches] == [
+        ("hard_stop", "risk desk checked the book")
+    ]
+    last = [v for v in d.values("sizing.decisions.v0") if v["minute_ms"] >= t]
+    # the same day the daily loss cap still holds; the next day trades again
+    assert [(v["symbol"], v["drop_reason"]) for v in last] == [("BTC", "daily_cap"), ("ETH", None)]
+    assert d.values("risk.state.v0")[-1]["hard_stopped"] is False
+    d.pipe(alert_record("RESUME", "again", tomorrow + MIN))  # nothing to lift: ignored
+    _minute(d, market, tomorrow + 2 * MIN)
+    assert len([v for v in d.values("control.v0") if v["kind"] == "mode_switch"]) == 1
