@@ -7,6 +7,8 @@
   of a hard stop: it lifts it and restarts the executor (a ``mode_switch`` from ``hard_stop``;
   the next breach emits a kill switch again). Alerts go through the stage's one input topic, so
   a replay from offsets applies them at the same minute again.
+- ``alpha trader sizing-api [--port 8125]``: ``POST /sizing`` over HTTP with the trader's
+  latest CVaR caps (:mod:`topology.sizing_api`).
 - ``alpha trader tail [--topic T]``: print the stage's records as they are committed
   (read_committed, decoded with the writer schema from the registry), one JSON object per line;
   ``--from-beginning``, ``--max``, ``--idle-timeout`` as in ``alpha events tail``.
@@ -18,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
@@ -97,6 +100,15 @@ def _cmd_tail(args: argparse.Namespace, settings: StackSettings) -> int:
     return 0
 
 
+def _cmd_sizing_api(args: argparse.Namespace, settings: StackSettings) -> int:
+    from packs.risk import load_risk_policy
+    from topology.sizing_api import serve
+
+    policy = load_risk_policy(path=args.risk_policy) if args.risk_policy else load_risk_policy()
+    serve(settings, policy, args.host, args.port)
+    return 0
+
+
 def add_trader_parser(sub: Any) -> None:
     """Add ``alpha trader``."""
     trader = sub.add_parser("trader", help="alerts to and records of the downstream stage")
@@ -129,3 +141,11 @@ def add_trader_parser(sub: Any) -> None:
         "--idle-timeout", type=float, help="stop after this many seconds without a record"
     )
     tail.set_defaults(func=_cmd_tail)
+    api = trader_sub.add_parser(
+        "sizing-api",
+        help="serve POST /sizing (the CVaR guard's max size and leverage) and GET /caps",
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    api.add_argument("--port", type=int, default=8125, help="port (8125; 0: a free one)")
+    api.add_argument("--risk-policy", type=Path, help="a risk pack YAML (default v1)")
+    api.set_defaults(func=_cmd_sizing_api)

@@ -14,6 +14,10 @@ and loses nothing.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from confluent_kafka import Message, Producer
 from connectors.registry import SchemaRegistry
 from tests.conftest import require_stack
 from tests.kit.kafka import end_offsets, read_between
-from tests.kit.stack import running_stack
+from tests.kit.stack import alpha_executable, free_port, running_stack, stack_env
 from tests.kit.trading import PARTITIONS, story, story_policy
 from tests.kit.workers import WorkerProcess, committed, wait_until
 from topology.settings import StackSettings
@@ -103,6 +107,7 @@ def run(stack: StackSettings, tmp_path_factory: pytest.TempPathFactory) -> dict[
     driver.pipe_all(values)
     in_flight = max(int(v["minute_ms"]) for v in values[half : 2 * third])
     return {
+        "policy_file": policy_file,
         "got": got,
         "driver": driver,
         "log": Path(worker.log).read_text(errors="replace"),
@@ -162,3 +167,47 @@ def test_each_restart_restored_the_committed_state(run):
     assert 0 < restored[1] <= restored[2]
     # the second crash came before the in-flight slice was committed: work was redone
     assert restored[2] < run["in_flight_last_minute"]
+
+
+def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=5) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_the_sizing_api_serves_the_traders_latest_cap(stack, run, tmp_path):
+    last = [v for v in run["driver"].values("cvar.caps.v0") if v["symbol"] == "BTC"][-1]
+    port = free_port()
+    log = (tmp_path / "sizing-api.log").open("wb")
+    proc = subprocess.Popen(
+        [*alpha_executable(), "trader", "sizing-api", "--port", str(port),
+         "--risk-policy", str(run["policy_file"])],
+        env=stack_env(stack), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def has_btc_cap() -> bool:
+        assert proc.poll() is None, (tmp_path / "sizing-api.log").read_text()
+        try:
+            caps = _http(f"{base}/caps")[1]
+            return bool(caps.get("BTC|1m", {}).get("n_samples") == last["n_samples"])
+        except OSError:
+            return False
+
+    try:
+        wait_until(has_btc_cap, 60, "the sizing api to read BTC's last cap")
+        body = {"equity": 10_000, "price": 60_000, "sl_kATR": 1.5, "atr": 600, "alpha": 0.95}
+        status, got = _http(f"{base}/sizing", {**body, "symbol": "BTC", "tf": "1m"})
+        assert status == 200
+        assert got["source"] == "cvar.caps.v0"
+        assert got["cvar_r"] == last["cvar_r"]
+        status, error = _http(f"{base}/sizing", {"equity": 1})
+        assert status == 400
+        assert "price" in error["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

@@ -112,3 +112,27 @@ def test_resume_lifts_a_hard_stop_and_the_next_day_trades_again():
     d.pipe(alert_record("RESUME", "again", tomorrow + MIN))  # nothing to lift: ignored
     _minute(d, market, tomorrow + 2 * MIN)
     assert len([v for v in d.values("control.v0") if v["kind"] == "mode_switch"]) == 1
+
+
+def test_the_sizing_api_answers_with_the_latest_cap_of_a_key_or_the_prior():
+    import json
+
+    from topology.sizing_api import answer
+
+    caps = {"BTC|1m": {"symbol": "BTC", "tf": "1m", "cvar_r": -3.0, "n_samples": 3}}
+    body = {"equity": 10_000, "price": 60_000, "sl_kATR": 1.5, "atr": 600, "alpha": 0.95}
+    status, capped = answer(
+        json.dumps({**body, "symbol": "BTC", "tf": "1m"}).encode(), caps, POLICY
+    )
+    assert status == 200
+    assert (capped["source"], capped["cvar_r"], capped["n_samples"]) == ("cvar.caps.v0", -3.0, 3)
+    status, prior = answer(json.dumps({**body, "symbol": "ETH", "tf": "1m"}).encode(), caps, POLICY)
+    assert (status, prior["source"], prior["cvar_r"]) == (200, "prior", POLICY.cvar.prior_cvar_r)
+    assert capped["max_lev"] < prior["max_lev"]  # a fatter tail allows less leverage
+    budget = 10_000 * POLICY.cvar.risk_budget_per_trade_pct
+    assert capped["max_size"] * 1.5 * 600 * 3.0 == pytest.approx(budget, rel=1e-9)
+    assert answer(b"{", caps, POLICY)[0] == 400
+    status, error = answer(json.dumps({"equity": -1}).encode(), caps, POLICY)
+    assert status == 400
+    assert "equity" in error["error"]
+    assert "price" in error["error"]
