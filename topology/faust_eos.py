@@ -212,6 +212,10 @@ class EosStage:
             back). False for a transactional source (``lattice.v0``, ``market.in.v0``): commit
             markers and aborted records leave holes, so a gap is accepted and only
             re-deliveries are dropped.
+        eager_commit_s: When a record's handling sent outputs, commit within this many
+            seconds instead of waiting for the periodic commit: a stage's outputs are visible
+            only once its transaction commits, so this is what makes a sealed minute's rows,
+            frames and events visible downstream at once. None: periodic commits only.
     """
 
     def __init__(
@@ -223,8 +227,12 @@ class EosStage:
         stall_timeout_s: float = STALL_TIMEOUT_S,
         *,
         contiguous: bool = True,
+        eager_commit_s: float | None = None,
     ) -> None:
         self.app = app
+        self.eager_commit_s = eager_commit_s
+        self._sends = 0  # output sends so far (handlers' sends, not the commit's changelog)
+        self._eager_due = False  # outputs were sent since the last commit
         self.contiguous = contiguous
         self.source_topic = source_topic
         self.lock = asyncio.Lock()
@@ -243,6 +251,8 @@ class EosStage:
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
         app.timer(max(0.5, stall_timeout_s / 8), name="alpha-eos-watchdog")(self._watchdog)
+        if eager_commit_s is not None:
+            app.timer(eager_commit_s, name="alpha-eos-eager-commit")(self._eager_commit)
 
     @asynccontextmanager
     async def hold(self, what: str) -> AsyncIterator[None]:
@@ -304,8 +314,19 @@ class EosStage:
                     raise
                 if not admitted:
                     continue
+                sends = self._sends
                 await handle(partition, offset, message.key, event.value)
                 self.done(partition, offset)
+                if self._sends != sends:
+                    self._eager_due = True
+
+    async def _eager_commit(self) -> None:
+        """Commit soon after outputs were sent (see ``eager_commit_s``)."""
+        if not self._eager_due:
+            return
+        async with self.hold("eager commit"):
+            self._eager_due = False
+            await self.commit()
 
     def transactional_id(self, source_partition: int) -> str:
         """The transactional id Faust gives the source partition's producer."""
@@ -553,6 +574,7 @@ class EosStage:
             transactional_id=self.transactional_id(source_partition),
         )
         self._deliveries.setdefault(source_partition, []).append(delivery)
+        self._sends += 1
 
     async def _delivered(self, partition: int) -> None:
         """Wait until every record sent in ``partition``'s transaction is written.

@@ -76,6 +76,10 @@ POLL_RECORDS = 2_000
 TABLE_OPTIONS = {"write_buffer_size": 8 * 2**20, "max_write_buffer_number": 2}
 
 
+#: Default of ``--eager-commit``: a sealed minute is committed (visible) within 0.1 s.
+EAGER_COMMIT_S = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     """How to run a lattice worker.
@@ -92,6 +96,8 @@ class WorkerOptions:
         pack: The feature pack.
         stall_timeout_s: How long a record or commit may hold the stage before the worker
             crashes (:class:`topology.faust_eos.EosStage`).
+        eager_commit_s: Commit within this many seconds after a record produced outputs (a
+            sealed minute), not only every ``commit_interval_s``; None: periodic only.
     """
 
     bootstrap: str
@@ -103,6 +109,7 @@ class WorkerOptions:
     session_timeout_s: float = 10.0
     pack: FeaturePack | None = None
     stall_timeout_s: float = STALL_TIMEOUT_S
+    eager_commit_s: float | None = EAGER_COMMIT_S
 
 
 def build_app(options: WorkerOptions) -> faust.App:
@@ -173,7 +180,12 @@ class LatticeWorker:
         self.processors: dict[int, LatticeProcessor] = {}
         self.stores: dict[int, dict[str, TableStore]] = {}
         self.eos = EosStage(
-            self.app, RAW_TOPIC, self._flush_partition, self._forget, options.stall_timeout_s
+            self.app,
+            RAW_TOPIC,
+            self._flush_partition,
+            self._forget,
+            options.stall_timeout_s,
+            eager_commit_s=options.eager_commit_s,
         )
         self.app.agent(self.source, name="lattice")(self._agent)
 

@@ -141,6 +141,7 @@ class StageWorker:
             self._forget,
             options.stall_timeout_s,
             contiguous=False,
+            eager_commit_s=options.eager_commit_s,
         )
         self.app.agent(self.source, name=name)(self._agent)
 

@@ -34,6 +34,8 @@ def _cmd_worker(args: argparse.Namespace, settings: StackSettings) -> int:
     )
     if args.stall_timeout is not None:
         options = replace(options, stall_timeout_s=args.stall_timeout)
+    if args.eager_commit is not None:
+        options = replace(options, eager_commit_s=args.eager_commit or None)
     loglevel = "debug" if args.debug else args.log_level
     if args.role == "lattice":
         LatticeWorker(options).run(loglevel)
@@ -81,6 +83,13 @@ def add_worker_parser(sub: Any) -> None:
     worker.add_argument("--data-dir", type=Path, help="local table directory")
     worker.add_argument(
         "--commit-interval", type=float, default=1.0, help="seconds between commits (1.0)"
+    )
+    worker.add_argument(
+        "--eager-commit",
+        type=float,
+        help="commit within this many seconds after a record produced outputs (a sealed"
+        " minute, a frame, events), so they are visible downstream at once; 0: only every"
+        " --commit-interval (default 0.1)",
     )
     worker.add_argument(
         "--session-timeout",

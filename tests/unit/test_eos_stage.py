@@ -214,3 +214,57 @@ def test_a_record_faust_dropped_in_a_transactional_source_is_fetched_again(
     seen, seeks = asyncio.run(scenario())
     assert seen == [True, False, True, True, True, True]
     assert seeks == [6]
+
+
+def test_records_that_sent_outputs_are_committed_by_the_eager_timer(tmp_path: Any) -> None:
+    """A sealed minute's outputs commit (become visible) soon, not at the next periodic commit."""
+
+    class Event:
+        def __init__(self, offset: int) -> None:
+            self.message = type("M", (), {"partition": 0, "offset": offset, "key": None})()
+            self.value = b"x"
+
+    class Stream:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        async def events(self) -> Any:
+            for offset in range(self.n):
+                yield Event(offset)
+
+    async def scenario() -> list[tuple[str, int]]:
+        app = faust.App("t-eager", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+        stage = EosStage(app, "md.raw.v0", _no_flush, lambda: None, eager_commit_s=0.05)
+        log: list[tuple[str, int]] = []
+
+        async def admit(partition: int, offset: int) -> bool:
+            return True
+
+        async def commit(start_new_transaction: bool = True) -> bool:
+            log.append(("commit", stage.pending.get(0, -1)))
+            stage.pending.clear()
+            return True
+
+        async def handle(partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+            if offset == 2:  # the record that seals a minute: it sends outputs
+                stage._sends += 1
+            log.append(("record", offset))
+
+        stage.admit = admit  # type: ignore[method-assign]
+        stage.commit = commit  # type: ignore[method-assign]
+        await stage.process(Stream(2), handle)  # no outputs yet
+        await stage._eager_commit()
+        await stage.process(Stream(3), handle)  # offset 2 sends
+        await stage._eager_commit()
+        await stage._eager_commit()  # nothing new: no second commit
+        return log
+
+    log = asyncio.run(scenario())
+    assert log == [
+        ("record", 0),
+        ("record", 1),
+        ("record", 0),
+        ("record", 1),
+        ("record", 2),
+        ("commit", 3),
+    ]
