@@ -32,7 +32,8 @@ import numpy as np
 from bench.common import Context, quantiles, workdir
 from packs.risk import CvarGuard, load_risk_policy
 from processors.downstream.cvar import CvarBook, add, step
-from processors.downstream.types import ClosedTrade, Trade
+from processors.downstream.types import ClosedTrade
+from tests.kit.trading import btc_trade, closed_trade
 
 WINDOWS = (50, 200, 500)
 MODES = ("empirical", "evt")
@@ -51,25 +52,20 @@ def outcomes(n: int, seed: int = 7) -> list[float]:
 
 def closed(r: float, i: int) -> ClosedTrade:
     """A closed BTC 15m long with outcome ``r``, closed at minute ``i``."""
-    trade = Trade(
+    trade = btc_trade(
+        T0 + i * 60_000 - 900_000,
         trade_id=f"bench-{i}",
         asset_uid=1,
-        symbol="BTC",
-        cluster="majors",
         tf="15m",
-        side="long",
-        qty=0.1,
-        entry_price=60_000.0,
         stop=59_820.0,
         take_profit=60_360.0,
         risk_usd=18.0,
-        risk_pct=0.005,
         leverage=1.0,
-        opened_ms=T0 + i * 60_000 - 900_000,
-        route="paper",
         initial_stop=59_820.0,
     )
-    return ClosedTrade(trade, 60_000.0, T0 + i * 60_000, r * 18.0, 0.0, r, "bench")
+    return closed_trade(
+        trade, r, T0 + i * 60_000, exit_price=60_000.0, fees_usd=0.0, reason="bench"
+    )
 
 
 def time_case(cfg: CvarGuard, window: int, updates: int) -> tuple[list[float], float]:

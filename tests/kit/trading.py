@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from packs.risk import RiskPolicy, load_risk_policy
-from processors.downstream.types import DAY_MS, MINUTE_MS
+from processors.downstream.types import DAY_MS, MINUTE_MS, ClosedTrade, Trade
 from topology.spec import ASSET_PARTITIONS
 
 PARTITIONS = ASSET_PARTITIONS  # what the worker waits for: every lattice.v0 partition
@@ -205,3 +205,40 @@ def story() -> Iterator[dict[str, Any]]:
 def day_of(ms: int) -> int:
     """The day number of a stream time (for assertions)."""
     return math.floor(ms / DAY_MS)
+
+
+def btc_trade(opened_ms: int, **changes: Any) -> Trade:
+    """A 0.1 BTC long at 60,000 with its stop at 59,500 (1 R = 50 USD); ``changes`` override."""
+    values: dict[str, Any] = {
+        "trade_id": "d:e1",
+        "asset_uid": 7,
+        "symbol": "BTC",
+        "cluster": "majors",
+        "tf": "1m",
+        "side": "long",
+        "qty": 0.1,
+        "entry_price": 60_000.0,
+        "stop": 59_500.0,
+        "take_profit": 61_000.0,
+        "risk_usd": 50.0,
+        "risk_pct": 0.005,
+        "leverage": 10.0,
+        "opened_ms": opened_ms,
+        "route": "paper",
+        "initial_stop": 59_500.0,
+    }
+    return Trade(**{**values, **changes})
+
+
+def closed_trade(trade: Trade, r: float, closed_ms: int, **changes: Any) -> ClosedTrade:
+    """``trade`` closed at ``closed_ms`` with outcome ``r`` (PnL = r x its risk, fee 1 USD)."""
+    values: dict[str, Any] = {
+        "trade": trade,
+        "exit_price": trade.entry_price,
+        "closed_ms": closed_ms,
+        "pnl_usd": r * trade.risk_usd,
+        "fees_usd": 1.0,
+        "r": r,
+        "reason": "stop",
+    }
+    return ClosedTrade(**{**values, **changes})

@@ -27,8 +27,9 @@ from processors.downstream.risk import (
     parse_metric_key,
     utc_day,
 )
-from processors.downstream.types import MINUTE_MS, ClosedTrade, Signal, Trade
+from processors.downstream.types import MINUTE_MS, ClosedTrade, Signal
 from tests.kit.packs import changed
+from tests.kit.trading import btc_trade, closed_trade
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY = 86_400_000
@@ -50,34 +51,8 @@ def make_signal(**kw: Any) -> Signal:
 
 
 def make_closed(pnl: float, closed_ms: int, **kw: Any) -> ClosedTrade:
-    trade = Trade(
-        trade_id="d:e1",
-        asset_uid=7,
-        symbol="BTC",
-        cluster="majors",
-        tf="1m",
-        side="long",
-        qty=0.1,
-        entry_price=60_000.0,
-        stop=59_500.0,
-        take_profit=61_000.0,
-        risk_usd=50.0,
-        risk_pct=0.005,
-        leverage=10.0,
-        opened_ms=closed_ms - 10 * MINUTE_MS,
-        route="paper",
-        initial_stop=59_500.0,
-    )
-    base: dict[str, Any] = {
-        "trade": trade,
-        "exit_price": 60_000.0,
-        "closed_ms": closed_ms,
-        "pnl_usd": pnl,
-        "fees_usd": 1.0,
-        "r": pnl / 50.0,
-        "reason": "stop",
-    }
-    return ClosedTrade(**{**base, **kw})
+    trade = btc_trade(closed_ms - 10 * MINUTE_MS)
+    return closed_trade(trade, pnl / 50.0, closed_ms, pnl_usd=pnl, **kw)
 
 
 def started(params: RiskPolicy = PARAMS, at: int = T0) -> RiskState:

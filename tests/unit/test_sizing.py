@@ -23,8 +23,9 @@ from processors.downstream.sizing import (
     round_trip_cost_bps,
     size,
 )
-from processors.downstream.types import MINUTE_MS, ClosedTrade, Quote, Signal, Trade
+from processors.downstream.types import MINUTE_MS, ClosedTrade, Quote, Signal
 from tests.kit.packs import changed
+from tests.kit.trading import btc_trade, closed_trade
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 READY = T0 + 60 * MINUTE_MS
@@ -62,25 +63,8 @@ def make_quote(**kw: Any) -> Quote:
 
 
 def make_closed(pnl: float, closed_ms: int) -> ClosedTrade:
-    trade = Trade(
-        trade_id="d:ev-0",
-        asset_uid=7,
-        symbol="BTC",
-        cluster="majors",
-        tf="1m",
-        side="long",
-        qty=0.1,
-        entry_price=60_000.0,
-        stop=59_500.0,
-        take_profit=61_000.0,
-        risk_usd=50.0,
-        risk_pct=0.005,
-        leverage=10.0,
-        opened_ms=closed_ms - MINUTE_MS,
-        route="paper",
-        initial_stop=59_500.0,
-    )
-    return ClosedTrade(trade, 60_000.0, closed_ms, pnl, 1.0, pnl / 50.0, "stop")
+    trade = btc_trade(closed_ms - MINUTE_MS, trade_id="d:ev-0")
+    return closed_trade(trade, pnl / 50.0, closed_ms, pnl_usd=pnl)
 
 
 def ready_state(params: RiskPolicy = PARAMS) -> RiskState:
