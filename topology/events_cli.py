@@ -15,6 +15,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import fastavro
@@ -56,38 +57,65 @@ def summary(event: dict[str, Any]) -> str:
     )
 
 
-def _cmd_tail(args: argparse.Namespace, settings: StackSettings) -> int:
-    partitions = spec.topic(args.topic).partitions
-    start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
+def follow(
+    settings: StackSettings,
+    topics: Sequence[str],
+    *,
+    from_beginning: bool,
+    max_records: int | None,
+    idle_timeout: float | None,
+    show: Callable[[str, dict[str, Any]], str],
+) -> int:
+    """Print ``show(topic, value)`` for each committed record of ``topics``; return the count.
+
+    Values are decoded with their writer schema from the registry. Starts at the end (or the
+    beginning), stops after ``max_records`` or ``idle_timeout`` seconds without a record, else
+    follows until ^C. Joins no consumer group and commits nothing.
+    """
+    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
     consumer = Consumer(
         {
             "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "alpha-events-tail",
+            "group.id": "alpha-tail",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }
     )
     decoder = RegistryDecoder(settings.registry_url)
-    shown = 0
-    last = time.monotonic()
+    shown, last = 0, time.monotonic()
     try:
-        consumer.assign([TopicPartition(args.topic, p, start) for p in range(partitions)])
-        while args.max is None or shown < args.max:
-            if args.idle_timeout is not None and time.monotonic() - last > args.idle_timeout:
+        consumer.assign(
+            [TopicPartition(t, p, start) for t in topics for p in range(spec.topic(t).partitions)]
+        )
+        while max_records is None or shown < max_records:
+            if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                 break
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
             if msg.error():
-                raise AlphaError(f"{args.topic}: {msg.error()}")
-            event = decoder.decode(msg.value() or b"")
-            line = json.dumps(to_json(event), ensure_ascii=False) if args.json else summary(event)
-            sys.stdout.write(line + "\n")
+                raise AlphaError(f"{msg.topic()}: {msg.error()}")
+            value = decoder.decode(msg.value() or b"")
+            sys.stdout.write(show(msg.topic() or "", value) + "\n")
             sys.stdout.flush()
-            shown += 1
-            last = time.monotonic()
+            shown, last = shown + 1, time.monotonic()
     finally:
         consumer.close()
+    return shown
+
+
+def _cmd_tail(args: argparse.Namespace, settings: StackSettings) -> int:
+    def show(_topic: str, event: dict[str, Any]) -> str:
+        return json.dumps(to_json(event), ensure_ascii=False) if args.json else summary(event)
+
+    follow(
+        settings,
+        [args.topic],
+        from_beginning=args.from_beginning,
+        max_records=args.max,
+        idle_timeout=args.idle_timeout,
+        show=show,
+    )
     return 0
 
 

@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from connectors.registry import SchemaRegistry
 from schemas.errors import AlphaError
 from topology import spec
-from topology.events_cli import RegistryDecoder
+from topology.events_cli import follow
 from topology.settings import StackSettings
 from topology.trader_driver import OUTPUT_TOPICS
 
@@ -67,36 +67,17 @@ def _cmd_alert(args: argparse.Namespace, settings: StackSettings) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace, settings: StackSettings) -> int:
-    topics = args.topic or list(OUTPUT_TOPICS)
-    start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "alpha-trader-tail",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
+    def show(topic: str, value: dict[str, Any]) -> str:
+        return json.dumps({"topic": topic, "value": value}, sort_keys=True)
+
+    follow(
+        settings,
+        args.topic or list(OUTPUT_TOPICS),
+        from_beginning=args.from_beginning,
+        max_records=args.max,
+        idle_timeout=args.idle_timeout,
+        show=show,
     )
-    decoder = RegistryDecoder(settings.registry_url)
-    shown, last = 0, time.monotonic()
-    try:
-        consumer.assign(
-            [TopicPartition(t, p, start) for t in topics for p in range(spec.topic(t).partitions)]
-        )
-        while args.max is None or shown < args.max:
-            if args.idle_timeout is not None and time.monotonic() - last > args.idle_timeout:
-                break
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                raise AlphaError(f"{msg.topic()}: {msg.error()}")
-            record = {"topic": msg.topic(), "value": decoder.decode(msg.value() or b"")}
-            sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
-            sys.stdout.flush()
-            shown, last = shown + 1, time.monotonic()
-    finally:
-        consumer.close()
     return 0
 
 

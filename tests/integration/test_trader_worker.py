@@ -29,7 +29,7 @@ from confluent_kafka import Message, Producer
 from connectors.registry import SchemaRegistry
 from tests.conftest import require_stack
 from tests.kit.kafka import end_offsets, read_between
-from tests.kit.stack import alpha_executable, free_port, running_stack, stack_env
+from tests.kit.stack import alpha, alpha_executable, free_port, running_stack, stack_env
 from tests.kit.trading import PARTITIONS, story, story_policy
 from tests.kit.workers import WorkerProcess, committed, wait_until
 from topology.settings import StackSettings
@@ -211,3 +211,14 @@ def test_the_sizing_api_serves_the_traders_latest_cap(stack, run, tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_alpha_trader_tail_prints_the_committed_records(stack, run):
+    result = alpha(
+        stack, "trader", "tail", "--topic", "control.v0", "--from-beginning", "--max", "1",
+        "--idle-timeout", "30", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    want = run["driver"].values("control.v0")[0]
+    assert lines == [{"topic": "control.v0", "value": want}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import faust
@@ -268,3 +269,26 @@ def test_records_that_sent_outputs_are_committed_by_the_eager_timer(tmp_path: An
         ("record", 2),
         ("commit", 3),
     ]
+
+
+def test_an_expensive_last_commit_spaces_the_eager_commits_out(tmp_path: Any) -> None:
+    async def scenario() -> tuple[int, bool]:
+        app = faust.App("t-eager-cost", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+        stage = EosStage(app, "md.raw.v0", _no_flush, lambda: None, eager_commit_s=0.05)
+        commits = []
+
+        async def commit(start_new_transaction: bool = True) -> bool:
+            commits.append(1)
+            return True
+
+        stage.commit = commit  # type: ignore[method-assign]
+        stage._eager_due = True
+        stage._commit_took = 60.0  # the last commit took a minute: wait 4 minutes
+        stage._commit_ended = time.monotonic()
+        await stage._eager_commit()
+        held = stage._eager_due
+        stage._commit_took = 0.0  # a cheap last commit: go
+        await stage._eager_commit()
+        return len(commits), held
+
+    assert asyncio.run(scenario()) == (1, True)
