@@ -81,7 +81,8 @@ _ORIGINAL_FORCE_COMMIT = Consumer.force_commit
 MAX_SEEKS = 5  # seeks back to a missing offset before the worker stops
 SEEK_PATIENCE = 50_000  # records dropped while waiting for a seek before seeking again
 STALL_TIMEOUT_S = 120.0  # the stage lock held longer than this crashes the worker
-EAGER_COST_RATIO = 4.0  # an eager commit waits this many times the last commit's duration
+EAGER_COST_RATIO = 4.0  # behind, an eager commit waits this many times the last commit's time
+EAGER_BACKLOG = 1_000  # records not yet read above which the stage counts as behind
 
 
 EOS_REDELIVERED = Counter(
@@ -216,11 +217,11 @@ class EosStage:
         eager_commit_s: When a record's handling sent outputs, commit within this many
             seconds instead of waiting for the periodic commit: a stage's outputs are visible
             only once its transaction commits, so this is what makes a sealed minute's rows,
-            frames and events visible downstream at once. None: periodic commits only. An
-            eager commit also waits :data:`EAGER_COST_RATIO` times as long as the last commit
-            took, so commits take at most ~1/(1 + ratio) of the time: live, with small commits,
-            that is the 0.1 s; in a full-speed replay, where a commit carries many minutes of
-            state, commits space out instead of crowding out the work.
+            frames and events visible downstream at once. None: periodic commits only. While
+            the stage is behind (more than :data:`EAGER_BACKLOG` records not yet read, as in a
+            full-speed replay, where a commit carries many minutes of state), an eager commit
+            also waits :data:`EAGER_COST_RATIO` times as long as the last commit took, so
+            commits do not crowd out the work; caught up (live), it commits at once.
     """
 
     def __init__(
@@ -327,12 +328,27 @@ class EosStage:
                 if self._sends != sends:
                     self._eager_due = True
 
+    def _backlog(self) -> int:
+        """Records of the assigned partitions not read yet (from the fetch's high watermarks)."""
+        total = 0
+        for partition, next_offset in self.next_offset.items():
+            try:
+                highwater = self.app.consumer.highwater(TP(self.source_topic, partition))
+            except Exception:  # not known yet (no fetch answered for it): count it as caught up
+                highwater = None
+            if highwater is not None:
+                total += max(0, int(highwater) - next_offset)
+        return total
+
     async def _eager_commit(self) -> None:
         """Commit soon after outputs were sent (see ``eager_commit_s``)."""
         if not self._eager_due:
             return
-        if time.monotonic() - self._commit_ended < EAGER_COST_RATIO * self._commit_took:
-            return  # the last commit was expensive: let work run in between
+        if (
+            time.monotonic() - self._commit_ended < EAGER_COST_RATIO * self._commit_took
+            and self._backlog() > EAGER_BACKLOG
+        ):
+            return  # behind, and the last commit was expensive: let work run in between
         async with self.hold("eager commit"):
             self._eager_due = False
             await self.commit()

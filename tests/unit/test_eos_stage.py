@@ -281,13 +281,21 @@ def test_an_expensive_last_commit_spaces_the_eager_commits_out(tmp_path: Any) ->
             commits.append(1)
             return True
 
+        highwater = {"md.raw.v0": 50_000}
+
+        class Consumer:
+            def highwater(self, tp: TP) -> int:
+                return highwater[tp.topic]
+
         stage.commit = commit  # type: ignore[method-assign]
+        app._consumer = Consumer()  # type: ignore[assignment]
+        stage.next_offset = {0: 10_000}  # 40,000 records behind: a replay
         stage._eager_due = True
         stage._commit_took = 60.0  # the last commit took a minute: wait 4 minutes
         stage._commit_ended = time.monotonic()
         await stage._eager_commit()
         held = stage._eager_due
-        stage._commit_took = 0.0  # a cheap last commit: go
+        highwater["md.raw.v0"] = 10_010  # caught up (live): commit at once despite the cost
         await stage._eager_commit()
         return len(commits), held
 
