@@ -15,12 +15,14 @@ changelog record and dead letter in the source partition's transaction
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -30,7 +32,7 @@ from packs.feature import load_feature_pack
 from packs.universe import UniversePolicy, load_universe_policy
 from processors.detect import processor as detect
 from processors.detect.events import Provenance
-from processors.detect.feed import TRADE_IN_TOPIC
+from processors.detect.feed import TRADE_IN_TOPIC as TRADE_IN
 from processors.market import stage as market_stage
 from processors.market.snapshot import MarketInError, MarketProcessor
 from schemas import catalog
@@ -42,11 +44,11 @@ from topology.faust_eos import EosStage, TableStore
 from topology.lattice_worker import WorkerOptions, build_app, run_app
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MARKET_IN = "market.in.v0"
 LATTICE = "lattice.v0"
 EVENTS = detect.EVENTS_TOPIC
-TRADE_IN = TRADE_IN_TOPIC
 
 TRIGGERS = Counter(
     "alpha_detector_triggers_total", "Detector triggers (before scoring).", ["class", "subtype"]
@@ -115,7 +117,8 @@ def producer_name() -> str:
     return f"alpha-detector@{version}"
 
 
-def _codecs(registry_url: str, topics: tuple[str, ...]) -> dict[str, AvroCodec]:
+def codecs_for(registry_url: str, topics: tuple[str, ...]) -> dict[str, AvroCodec]:
+    """Register each topic's schema; return its wire-format codec."""
     with SchemaRegistry(registry_url) as registry:
         return {t: registry.codec(t) for t in topics}
 
@@ -179,6 +182,33 @@ class StageWorker:
         await self.eos.send(source_partition, topic, key, data, partition)
         return data
 
+    async def _step(
+        self,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        data: bytes,
+        step: Callable[[Any], T],
+        errors: tuple[type[Exception], ...],
+        dlq: Counter,
+        dlq_topic: str | None = None,
+    ) -> T | None:
+        """Decode ``data`` and ``step`` it; a record that raises ``errors`` is dead-lettered.
+
+        The dead letter goes to ``dlq_topic`` (default: the source topic's DLQ) with the
+        exception as its reason, counted in ``dlq`` by exception type; returns None then.
+        """
+        caught: tuple[type[Exception], ...] = (WireFormatError, *errors)
+        try:
+            return step(self.codecs[self.source_topic].decode(data))
+        except caught as exc:
+            dlq.labels(type(exc).__name__).inc()
+            reason = f"{type(exc).__name__}: {exc}"
+            source = f"{self.source_topic}/{partition}@{offset}"
+            topic = dlq_topic or spec.dlq_name(self.source_topic)
+            await self._dead_letter(partition, topic, key, data, reason, source)
+            return None
+
     async def _dead_letter(
         self,
         partition: int,
@@ -206,7 +236,7 @@ class MarketWorker(StageWorker):
         super().__init__(options, MARKET_IN, market_stage.STORE, 1, "market")
         self.policy = policy or load_universe_policy()
         self.partitions = spec.topic(LATTICE).partitions
-        self.codecs = _codecs(
+        self.codecs = codecs_for(
             options.registry_url, (MARKET_IN, LATTICE, "market.snapshot.v0", "universe.v0")
         )
         self.proc: MarketProcessor | None = None
@@ -226,13 +256,9 @@ class MarketWorker(StageWorker):
 
     async def _handle(self, partition: int, offset: int, key: bytes | None, data: bytes) -> None:
         proc = self._processor()
-        try:
-            outs = proc.step(self.codecs[MARKET_IN].decode(data))
-        except (WireFormatError, MarketInError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            MARKET_DLQ.labels(type(exc).__name__).inc()
-            source = f"{MARKET_IN}/{partition}@{offset}"
-            await self._dead_letter(partition, spec.dlq_name(MARKET_IN), key, data, reason, source)
+        errors = (MarketInError,)
+        outs = await self._step(partition, offset, key, data, proc.step, errors, MARKET_DLQ)
+        if outs is None:
             return
         for o in outs:
             await self._send(partition, o.topic, o.key, o.partition, o.value)
@@ -262,7 +288,7 @@ class DetectorWorker(StageWorker):
             detector_hash=self.pack.hash(),
             git_commit=git_commit(),
         )
-        self.codecs = _codecs(options.registry_url, (LATTICE, EVENTS, TRADE_IN))
+        self.codecs = codecs_for(options.registry_url, (LATTICE, EVENTS, TRADE_IN))
         self.processors: dict[int, detect.DetectorProcessor] = {}
 
     def _forget(self) -> None:
@@ -299,12 +325,17 @@ class DetectorWorker(StageWorker):
     async def _handle(self, partition: int, offset: int, key: bytes | None, data: bytes) -> None:
         proc = self._processor(partition)
         source = f"{LATTICE}/{partition}@{offset}"
-        try:
-            outs = proc.step(partition, self.codecs[LATTICE].decode(data))
-        except (WireFormatError, detect.BadLatticeRecord) as exc:
-            EVENTS_DLQ.labels(type(exc).__name__).inc()
-            reason = f"{type(exc).__name__}: {exc}"
-            await self._dead_letter(partition, spec.dlq_name(EVENTS), key, data, reason, source)
+        outs = await self._step(
+            partition,
+            offset,
+            key,
+            data,
+            functools.partial(proc.step, partition),
+            (detect.BadLatticeRecord,),
+            EVENTS_DLQ,
+            spec.dlq_name(EVENTS),
+        )
+        if outs is None:
             return
         codec = self.codecs[EVENTS]
         for o in outs:

@@ -23,10 +23,9 @@ from packs.risk import RiskPolicy, load_risk_policy
 from processors.downstream import risk
 from processors.downstream.trader import BadTradeIn, TraderProcessor
 from processors.downstream.trader_state import STORE
-from schemas.errors import WireFormatError
 from topology import spec
 from topology.lattice_worker import WorkerOptions
-from topology.stage_workers import StageWorker, _codecs
+from topology.stage_workers import StageWorker, codecs_for
 from topology.trader_driver import OUTPUT_TOPICS, resolve_partition
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ class TraderWorker(StageWorker):
         super().__init__(options, TRADE_IN, STORE, 1, "trader")
         self.policy = policy or load_risk_policy()
         self.partitions = spec.topic("lattice.v0").partitions
-        self.codecs = _codecs(options.registry_url, (TRADE_IN, *OUTPUT_TOPICS))
+        self.codecs = codecs_for(options.registry_url, (TRADE_IN, *OUTPUT_TOPICS))
         self.proc: TraderProcessor | None = None
         self._book_counters: dict[str, int] = {}
 
@@ -108,13 +107,8 @@ class TraderWorker(StageWorker):
 
     async def _handle(self, partition: int, offset: int, key: bytes | None, data: bytes) -> None:
         proc = self._processor()
-        try:
-            outs = proc.step(self.codecs[TRADE_IN].decode(data))
-        except (WireFormatError, BadTradeIn) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            DLQ.labels(type(exc).__name__).inc()
-            source = f"{TRADE_IN}/{partition}@{offset}"
-            await self._dead_letter(partition, spec.dlq_name(TRADE_IN), key, data, reason, source)
+        outs = await self._step(partition, offset, key, data, proc.step, (BadTradeIn,), DLQ)
+        if outs is None:
             return
         for o in outs:
             await self._send(partition, o.topic, o.key, resolve_partition(o), o.value)

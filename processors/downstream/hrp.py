@@ -293,3 +293,44 @@ def compute_budget(
 def budget_json(budget: HrpBudget) -> str:
     """Return the budget as JSON text with sorted keys (the bytes the determinism test pins)."""
     return json.dumps(budget.to_json(), sort_keys=True, indent=2)
+
+
+def bootstrap_budget(
+    date: str, symbols: list[str], open_risk: Mapping[str, float], params: HrpOverlay
+) -> HrpBudget:
+    """The budget before any symbol has ``min_history_h`` hourly closes: equal symbol weights.
+
+    Without a return history HRP has nothing to cluster on; equal weights give each cluster a
+    share of ``TARGET_RISK_BUDGET`` in proportion to its symbols, so crowding still scales new
+    trades down. ``n_returns`` is 0 and the version starts ``bootstrap:``.
+    """
+    weights = {s: 1.0 / len(symbols) for s in symbols} if symbols else {}
+    members: dict[str, list[str]] = {}
+    for s in symbols:
+        members.setdefault(cluster_of(s, params), []).append(s)
+    lines = []
+    for cluster in sorted(members):
+        weight = math.fsum(weights[s] for s in members[cluster])
+        budget = weight * params.target_risk_budget_pct
+        held = float(open_risk.get(cluster, 0.0))
+        lines.append(
+            ClusterBudget(
+                cluster=cluster,
+                symbols=tuple(members[cluster]),
+                weight=weight,
+                max_equity_risk_pct=budget,
+                open_risk_pct=held,
+                scale=cluster_scale(held, budget, params.min_scale),
+            )
+        )
+    head = canonical_json({"date": date, "symbols": symbols, "hrp": params.canonical()})
+    return HrpBudget(
+        date=date,
+        version="bootstrap:" + hashlib.sha256(head.encode()).hexdigest()[:16],
+        n_returns=0,
+        symbols=tuple(symbols),
+        weights=weights,
+        clusters=tuple(lines),
+        dropped={},
+        min_scale=params.min_scale,
+    )

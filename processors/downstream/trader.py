@@ -30,13 +30,10 @@ each written only when it changed (:mod:`processors.downstream.trader_state`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from packs.canonical import canonical_json
-from packs.risk import HrpOverlay, RiskPolicy
+from packs.risk import RiskPolicy
 from processors.downstream import cvar, hrp, paper, risk, sizing
 from processors.downstream.exit_advisor import advise
 from processors.downstream.paper_state import EntryRequest
@@ -180,19 +177,9 @@ class TraderProcessor:
             return []
         st.risk = risk.clear_hard_stop(st.risk)
         st.book = dataclasses.replace(st.book, stopped=False, stopped_reason=None, stopped_ms=None)
-        switch = risk.ModeSwitch("hard_stop", st.risk.mode, str(alert["reason"]), t)
-        data = switch.to_json()
-        kind = data.pop("kind")
         labels = {"from": "hard_stop", "to": st.risk.mode}
         self._count(risk.metric_key("mode_switch_total", **labels))
-        return [
-            Output(
-                TOPIC_CONTROL,
-                kind.encode(),
-                0,
-                {"kind": kind, "kill_switch": None, "mode_switch": data},
-            )
-        ]
+        return [_control(risk.ModeSwitch("hard_stop", st.risk.mode, str(alert["reason"]), t))]
 
     def _rollover(self, t: int) -> list[Output]:
         """The end-of-day policy, then the new day's HRP budget."""
@@ -211,7 +198,7 @@ class TraderProcessor:
         budget = hrp.compute_budget(date, closes, open_risk, params)
         if not budget.clusters:  # no symbol has min_history_h hours yet
             symbols = sorted({str(q["symbol"]) for q in st.last_quotes()})
-            budget = bootstrap_budget(date, symbols, open_risk, params)
+            budget = hrp.bootstrap_budget(date, symbols, open_risk, params)
         st.set_budget(budget)
         self._count("hrp_budgets")
         return [
@@ -286,10 +273,7 @@ class TraderProcessor:
         for name, n in ro.metrics:
             self._count(name, n)
         for record in ro.records:
-            data = record.to_json()
-            kind = data.pop("kind")
-            value = {"kind": kind, "kill_switch": None, "mode_switch": None, kind: data}
-            out.append(Output(TOPIC_CONTROL, kind.encode(), 0, value))
+            out.append(_control(record))
             if isinstance(record, risk.KillSwitch):
                 st.book, cancelled = paper.cancel_all(st.book, t, reason="kill_switch")
                 out += outputs_of_paper(paper.PaperOutputs(orders=cancelled))
@@ -420,45 +404,12 @@ class TraderProcessor:
         self.counters[what] = self.counters.get(what, 0) + n
 
 
-def bootstrap_budget(
-    date: str, symbols: list[str], open_risk: Mapping[str, float], params: HrpOverlay
-) -> hrp.HrpBudget:
-    """The budget before any symbol has ``min_history_h`` hourly closes: equal symbol weights.
-
-    Without a return history HRP has nothing to cluster on; equal weights give each cluster a
-    share of ``TARGET_RISK_BUDGET`` in proportion to its symbols, so crowding still scales new
-    trades down. ``n_returns`` is 0 and the version starts ``bootstrap:``.
-    """
-    weights = {s: 1.0 / len(symbols) for s in symbols} if symbols else {}
-    members: dict[str, list[str]] = {}
-    for s in symbols:
-        members.setdefault(hrp.cluster_of(s, params), []).append(s)
-    lines = []
-    for cluster in sorted(members):
-        weight = math.fsum(weights[s] for s in members[cluster])
-        budget = weight * params.target_risk_budget_pct
-        held = float(open_risk.get(cluster, 0.0))
-        lines.append(
-            hrp.ClusterBudget(
-                cluster=cluster,
-                symbols=tuple(members[cluster]),
-                weight=weight,
-                max_equity_risk_pct=budget,
-                open_risk_pct=held,
-                scale=hrp.cluster_scale(held, budget, params.min_scale),
-            )
-        )
-    head = canonical_json({"date": date, "symbols": symbols, "hrp": params.canonical()})
-    return hrp.HrpBudget(
-        date=date,
-        version="bootstrap:" + hashlib.sha256(head.encode()).hexdigest()[:16],
-        n_returns=0,
-        symbols=tuple(symbols),
-        weights=weights,
-        clusters=tuple(lines),
-        dropped={},
-        min_scale=params.min_scale,
-    )
+def _control(record: risk.ControlRecord) -> Output:
+    """The ``control.v0`` record of a kill switch or mode switch (keyed by its kind)."""
+    data = record.to_json()
+    kind = data.pop("kind")
+    value = {"kind": kind, "kill_switch": None, "mode_switch": None, kind: data}
+    return Output(TOPIC_CONTROL, kind.encode(), 0, value)
 
 
 def _risk_view(state: risk.RiskState) -> dict[str, Any]:

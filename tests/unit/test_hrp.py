@@ -363,3 +363,21 @@ def test_budget_on_real_hyperliquid_closes_is_sane(real_closes, params):
     assert l1.open_risk_pct == 0.08
     assert params.min_scale <= l1.scale < 1.0
     assert scale_of(budget, "memes") == 1.0  # open 0.1 % < its budget
+
+
+def test_the_bootstrap_budget_weighs_symbols_equally_and_still_scales_crowding(params):
+    from processors.downstream.hrp import bootstrap_budget
+
+    symbols = ["ADA", "BTC", "DOGE", "ETH", "SOL"]  # l1 x2, majors x2, memes x1
+    budget = bootstrap_budget("2025-07-02", symbols, {"l1": 0.06}, params)
+    assert budget.n_returns == 0
+    assert budget.version.startswith("bootstrap:")
+    lines = {c.cluster: c for c in budget.clusters}
+    assert sorted(lines) == ["l1", "majors", "memes"]
+    assert lines["l1"].weight == pytest.approx(0.4)
+    assert lines["memes"].max_equity_risk_pct == pytest.approx(0.2 * params.target_risk_budget_pct)
+    # 6 % open against a 4.8 % budget: 25 % over -> scale 0.75; no open risk -> 1
+    assert lines["l1"].scale == pytest.approx(0.75)
+    assert lines["majors"].scale == 1.0
+    again = bootstrap_budget("2025-07-02", symbols, {"l1": 0.06}, params)
+    assert again.to_json() == budget.to_json()
